@@ -1,0 +1,43 @@
+#!/bin/bash
+# Run bsoncrypt's whole test suite as an unprivileged user, after
+# scripts/test.sh has installed packages and the extension:
+#   1. pure-crypto unit tests (no server)
+#   2. libmongocrypt oracle self-test (no server)
+#   3. pg_regress + isolation tests against a throwaway cluster
+#   4. TAP tests (each starts its own clusters), whose summary ends the run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+top=$(pwd)
+tmp=$top/tmp_run
+rm -rf "$tmp"; mkdir -p "$tmp"
+port=${BSONCRYPT_TEST_PORT:-54329}
+
+if [ -f test/unit/Makefile ]; then
+	echo "== unit tests (pure crypto)"
+	make -s -C test/unit check
+fi
+if [ -f test/oracle/Makefile ]; then
+	echo "== libmongocrypt oracle self-test"
+	make -s -C test/oracle check
+fi
+
+echo "== pg_regress and isolation tests"
+scripts/cluster.sh start "$tmp/regress" "$port"
+trap 'scripts/cluster.sh stop "$tmp/regress"' EXIT
+status=0
+PGHOST=$tmp/regress PGPORT=$port PGUSER=postgres \
+	make -s installcheck || status=$?
+if [ $status != 0 ]; then
+	[ -f regression.diffs ] && head -200 regression.diffs
+	exit $status
+fi
+scripts/cluster.sh stop "$tmp/regress"
+trap - EXIT
+
+echo "== TAP tests"
+export PERL5LIB=/usr/lib/postgresql/15/lib/pgxs/src/test/perl${PERL5LIB:+:$PERL5LIB}
+export TESTDIR=$top PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+export BSONCRYPT_SRC=$top
+rm -rf tmp_check; mkdir -p tmp_check
+prove --timer -I t t/*.pl

@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * bsoncrypt.c
+ *	  Module entry point: _PG_init and the settings that do not belong to
+ *	  one feature.  Each feature registers its own settings from here, so
+ *	  that the order of registration is in one place.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "bsoncrypt.h"
+
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+int			bsoncrypt_bson_output = BSON_OUTPUT_RELAXED;
+
+static const struct config_enum_entry bson_output_options[] = {
+	{"relaxed", BSON_OUTPUT_RELAXED, false},
+	{"canonical", BSON_OUTPUT_CANONICAL, false},
+	{NULL, 0, false}
+};
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomEnumVariable("bsoncrypt.bson_output",
+							 "Text output format of bsoncrypt.bson values.",
+							 "relaxed or canonical MongoDB Extended JSON.",
+							 &bsoncrypt_bson_output,
+							 BSON_OUTPUT_RELAXED,
+							 bson_output_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("bsoncrypt");
+}
