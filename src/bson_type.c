@@ -26,17 +26,6 @@ PG_FUNCTION_INFO_V1(bsoncrypt_bson_to_json_text);
 
 #define BSONHEX_PREFIX "BSONHEX"
 
-/* Where in the input a validation error was found, for the message. */
-typedef struct BsonValidation
-{
-	const char *context;		/* what was being read, e.g. "bson input" */
-	const uint8_t *base;		/* start of the whole document */
-	StringInfoData path;		/* dotted path of the current element */
-} BsonValidation;
-
-static void validate_elements(BsonValidation *v, bson_iter_t *iter,
-							  const uint8_t *doc_start, int depth);
-
 /*
  * Human-readable name of a BSON element type, MongoDB's $type alias.
  */
@@ -92,196 +81,24 @@ bson_type_name(bson_type_t type)
 	}
 }
 
-/* Longest field path quoted in a message; longer ones keep their tail. */
-#define MAX_PATH_IN_MESSAGE 120
-
-static void
-report_invalid_bson(BsonValidation *v, const char *problem, size_t offset)
-{
-	const char *path = v->path.data;
-
-	if (v->path.len > MAX_PATH_IN_MESSAGE)
-		path = psprintf("...%s", v->path.data + v->path.len - MAX_PATH_IN_MESSAGE);
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-			 errmsg("invalid BSON in %s: %s", v->context, problem),
-			 v->path.len > 0
-			 ? errdetail("At byte offset %zu, field \"%s\".", offset, path)
-			 : errdetail("At byte offset %zu.", offset)));
-}
-
-static void
-check_utf8(BsonValidation *v, const char *str, size_t len, bool allow_nul,
-		   const uint8_t *at, const char *what)
-{
-	if (!bson_utf8_validate(str, len, allow_nul))
-	{
-		char		problem[64];
-
-		snprintf(problem, sizeof(problem), "%s is not valid UTF-8", what);
-		report_invalid_bson(v, problem, at - v->base);
-	}
-}
-
-/* Append one path component to v->path; returns the previous length. */
-static int
-path_push(BsonValidation *v, const char *key, size_t keylen)
-{
-	int			saved = v->path.len;
-
-	if (saved > 0)
-		appendStringInfoChar(&v->path, '.');
-	appendBinaryStringInfo(&v->path, key, keylen);
-	return saved;
-}
-
-static void
-path_pop(BsonValidation *v, int saved)
-{
-	v->path.len = saved;
-	v->path.data[saved] = '\0';
-}
-
-/* Validate an embedded document given as bytes (documents, arrays, scopes). */
-static void
-validate_embedded(BsonValidation *v, const uint8_t *data, uint32_t len,
-				  int depth)
-{
-	bson_t		child;
-	bson_iter_t iter;
-
-	if (depth > BSON_MAX_NESTING_DEPTH)
-		report_invalid_bson(v, psprintf("nesting deeper than %d levels",
-										BSON_MAX_NESTING_DEPTH),
-							data - v->base);
-	if (!bson_init_static(&child, data, len) || !bson_iter_init(&iter, &child))
-		report_invalid_bson(v, "embedded document has a bad length", data - v->base);
-	validate_elements(v, &iter, data, depth);
-}
-
-static void
-validate_element(BsonValidation *v, bson_iter_t *iter, int depth)
-{
-	const uint8_t *at = iter->raw + iter->off;
-	uint32_t	len;
-	const uint8_t *data;
-
-	switch (bson_iter_type(iter))
-	{
-		case BSON_TYPE_UTF8:
-			{
-				const char *s = bson_iter_utf8(iter, &len);
-
-				check_utf8(v, s, len, true, at, "string");
-				break;
-			}
-		case BSON_TYPE_CODE:
-			{
-				const char *s = bson_iter_code(iter, &len);
-
-				check_utf8(v, s, len, true, at, "code");
-				break;
-			}
-		case BSON_TYPE_SYMBOL:
-			{
-				const char *s = bson_iter_symbol(iter, &len);
-
-				check_utf8(v, s, len, true, at, "symbol");
-				break;
-			}
-		case BSON_TYPE_REGEX:
-			{
-				const char *options;
-				const char *pattern = bson_iter_regex(iter, &options);
-
-				check_utf8(v, pattern, strlen(pattern), false, at, "regex pattern");
-				check_utf8(v, options, strlen(options), false, at, "regex options");
-				break;
-			}
-		case BSON_TYPE_DBPOINTER:
-			{
-				const char *collection;
-				const bson_oid_t *oid;
-
-				bson_iter_dbpointer(iter, &len, &collection, &oid);
-				check_utf8(v, collection, len, false, at, "dbPointer namespace");
-				break;
-			}
-		case BSON_TYPE_CODEWSCOPE:
-			{
-				uint32_t	scope_len;
-				const uint8_t *scope;
-				const char *code = bson_iter_codewscope(iter, &len, &scope_len, &scope);
-
-				check_utf8(v, code, len, true, at, "code");
-				validate_embedded(v, scope, scope_len, depth + 1);
-				break;
-			}
-		case BSON_TYPE_DOCUMENT:
-			bson_iter_document(iter, &len, &data);
-			validate_embedded(v, data, len, depth + 1);
-			break;
-		case BSON_TYPE_ARRAY:
-			bson_iter_array(iter, &len, &data);
-			validate_embedded(v, data, len, depth + 1);
-			break;
-		default:
-			/* fixed-size and binary values: bson_iter_next checked lengths */
-			break;
-	}
-}
-
-static void
-validate_elements(BsonValidation *v, bson_iter_t *iter,
-				  const uint8_t *doc_start, int depth)
-{
-	while (bson_iter_next(iter))
-	{
-		const char *key = bson_iter_key(iter);
-		uint32_t	keylen = bson_iter_key_len(iter);
-		int			saved;
-
-		/* check the name before it goes into any message */
-		check_utf8(v, key, keylen, false, (const uint8_t *) key, "field name");
-		saved = path_push(v, key, keylen);
-		validate_element(v, iter, depth);
-		path_pop(v, saved);
-	}
-	if (iter->err_off != 0)
-		report_invalid_bson(v, "corrupt or unsupported element",
-							(doc_start - v->base) + iter->err_off);
-}
-
 /*
- * Check that data[0..len) is exactly one well-formed BSON document: length
- * prefix equal to len, terminated, every element's length in bounds, valid
- * UTF-8 in field names and strings, nesting within the limit.  Raises an
- * ERROR naming what is wrong and where; context says what was being read.
+ * Check that data[0..len) is exactly one well-formed BSON document (see
+ * bson_validate.c); raises an ERROR naming what is wrong and where.
+ * context says what was being read, e.g. "bytea to bson cast".
  */
 void
 bson_validate_bytes(const uint8_t *data, size_t len, const char *context)
 {
-	BsonValidation v;
-	int32_t		declared;
+	BsonValidationError err;
 
-	v.context = context;
-	v.base = data;
-	initStringInfo(&v.path);
-
-	if (len < 5)
-		report_invalid_bson(&v, psprintf("document is %zu bytes, shorter than the minimum of 5", len), 0);
-	if (len > BSON_MAX_DOCUMENT_SIZE)
-		report_invalid_bson(&v, psprintf("document is %zu bytes, over the limit of %d", len, BSON_MAX_DOCUMENT_SIZE), 0);
-	memcpy(&declared, data, sizeof(declared));
-	declared = BSON_UINT32_FROM_LE(declared);
-	if (declared < 0 || (size_t) declared != len)
-		report_invalid_bson(&v, psprintf("length prefix says %d bytes but %zu were given",
-										 declared, len), 0);
-	if (data[len - 1] != 0)
-		report_invalid_bson(&v, "document is not terminated by a zero byte", len - 1);
-
-	validate_embedded(&v, data, (uint32_t) len, 1);
-	pfree(v.path.data);
+	if (bson_validate_document(data, len, &err))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+			 errmsg("invalid BSON in %s: %s", context, err.message),
+			 err.path[0] != '\0'
+			 ? errdetail("At byte offset %zu, field \"%s\".", err.offset, err.path)
+			 : errdetail("At byte offset %zu.", err.offset)));
 }
 
 /* Copy a libbson document into a new bson datum. */

@@ -15,6 +15,8 @@
 
 #include <bson/bson.h>
 
+#include "bson_validate.h"
+
 /* A bsoncrypt.bson datum is a plain varlena holding raw BSON bytes. */
 typedef struct varlena BsonData;
 
@@ -24,14 +26,9 @@ typedef struct varlena BsonData;
 #define BsonDataPtr(b)			((const uint8_t *) VARDATA_ANY(b))
 #define BsonDataLen(b)			((uint32_t) VARSIZE_ANY_EXHDR(b))
 
-/* Deepest nesting of documents/arrays accepted (MongoDB's own limit). */
-#define BSON_MAX_NESTING_DEPTH	100
-
 /* libbson's JSON parser stops at this depth (its parser stack) */
 #define BSON_MAX_JSON_NESTING_DEPTH 98
 
-/* Largest document accepted (MongoDB's 16 MiB limit). */
-#define BSON_MAX_DOCUMENT_SIZE	(16 * 1024 * 1024)
 
 /* settings (bsoncrypt.c) */
 typedef enum BsonOutputMode
