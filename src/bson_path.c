@@ -2,21 +2,24 @@
  *
  * bson_path.c
  *	  Dotted-path access into BSON documents: bson_get (operator ->),
- *	  bson_get_text (operator ->>) and the lookup helpers the field
- *	  encryption code shares.
+ *	  bson_get_text (operator ->>), bson_object_keys, and the lookup helpers
+ *	  the field encryption code shares.
  *
  *	  A path is a dot-separated list of field names; a component that names
  *	  an array element is its decimal index ("a.b.0.c"), which is also how
- *	  BSON stores array keys, so the same lookup serves both.
+ *	  BSON stores array keys, so the same lookup serves both.  An empty
+ *	  component names the empty key, so ".a" reaches into {"": {"a": 1}}.
  *
  *-------------------------------------------------------------------------
  */
 #include "bsoncrypt.h"
 
+#include "funcapi.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_bson_get);
 PG_FUNCTION_INFO_V1(bsoncrypt_bson_get_text);
+PG_FUNCTION_INFO_V1(bsoncrypt_bson_object_keys);
 
 /*
  * Find the element at a dotted path.  Returns false when any component is
@@ -35,7 +38,7 @@ bson_find_path(const bson_t *doc, const char *path, bson_iter_t *found)
 		const char *dot = strchr(component, '.');
 		size_t		len = dot ? (size_t) (dot - component) : strlen(component);
 
-		if (len == 0 || !bson_iter_find_w_len(&iter, component, (int) len))
+		if (!bson_iter_find_w_len(&iter, component, (int) len))
 			return false;
 		if (dot == NULL)
 		{
@@ -86,9 +89,39 @@ bsoncrypt_bson_get(PG_FUNCTION_ARGS)
 }
 
 /*
- * bson_get_text(doc, path): a string's contents; any other value as relaxed
- * Extended JSON (like jsonb's ->>); SQL NULL for BSON null or a missing path.
+ * A value as text: a string's contents, anything else as relaxed Extended
+ * JSON (like jsonb's ->>); NULL for BSON null.
  */
+text *
+bson_value_as_text(const bson_iter_t *value)
+{
+	char	   *json;
+	size_t		len;
+	static const char prefix[] = "{ \"\" : ";
+	static const char suffix[] = " }";
+
+	if (BSON_ITER_HOLDS_NULL(value))
+		return NULL;
+	if (BSON_ITER_HOLDS_UTF8(value))
+	{
+		uint32_t	slen;
+		const char *s = bson_iter_utf8(value, &slen);
+
+		return cstring_to_text_with_len(s, slen);
+	}
+
+	/* render {"": value} and keep only the value's text */
+	json = bson_data_to_json(bson_wrap_value(value), BSON_OUTPUT_RELAXED);
+	len = strlen(json);
+	if (len < strlen(prefix) + strlen(suffix) ||
+		strncmp(json, prefix, strlen(prefix)) != 0 ||
+		strcmp(json + len - strlen(suffix), suffix) != 0)
+		elog(ERROR, "unexpected Extended JSON layout from libbson: %s", json);
+	return cstring_to_text_with_len(json + strlen(prefix),
+									len - strlen(prefix) - strlen(suffix));
+}
+
+/* bson_get_text(doc, path): bson_value_as_text of the value at path */
 Datum
 bsoncrypt_bson_get_text(PG_FUNCTION_ARGS)
 {
@@ -96,29 +129,36 @@ bsoncrypt_bson_get_text(PG_FUNCTION_ARGS)
 	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	bson_t		doc;
 	bson_iter_t found;
-	char	   *json;
-	size_t		len;
-	static const char prefix[] = "{ \"\" : ";
-	static const char suffix[] = " }";
+	text	   *result;
 
 	bson_init_from_data(&doc, data);
-	if (!bson_find_path(&doc, path, &found) || BSON_ITER_HOLDS_NULL(&found))
+	if (!bson_find_path(&doc, path, &found))
 		PG_RETURN_NULL();
-	if (BSON_ITER_HOLDS_UTF8(&found))
+	result = bson_value_as_text(&found);
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(result);
+}
+
+/* bson_object_keys(doc): the top-level field names, in document order */
+Datum
+bsoncrypt_bson_object_keys(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	BsonData   *data = PG_GETARG_BSON_P(0);
+	bson_t		doc;
+	bson_iter_t iter;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	bson_init_from_data(&doc, data);
+	if (!bson_iter_init(&iter, &doc))
+		elog(ERROR, "corrupt bson value");
+	while (bson_iter_next(&iter))
 	{
-		uint32_t	slen;
-		const char *s = bson_iter_utf8(&found, &slen);
+		Datum		key = CStringGetTextDatum(bson_iter_key(&iter));
+		bool		isnull = false;
 
-		PG_RETURN_TEXT_P(cstring_to_text_with_len(s, slen));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &key, &isnull);
 	}
-
-	/* render {"": value} and keep only the value's text */
-	json = bson_data_to_json(bson_wrap_value(&found), BSON_OUTPUT_RELAXED);
-	len = strlen(json);
-	if (len < strlen(prefix) + strlen(suffix) ||
-		strncmp(json, prefix, strlen(prefix)) != 0 ||
-		strcmp(json + len - strlen(suffix), suffix) != 0)
-		elog(ERROR, "unexpected Extended JSON layout from libbson: %s", json);
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(json + strlen(prefix),
-											  len - strlen(prefix) - strlen(suffix)));
+	return (Datum) 0;
 }

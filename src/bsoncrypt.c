@@ -11,6 +11,9 @@
 
 #include "utils/guc.h"
 
+#include "kms.h"
+#include "key_cache.h"
+
 PG_MODULE_MAGIC;
 
 int			bsoncrypt_bson_output = BSON_OUTPUT_RELAXED;
@@ -35,6 +38,9 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+
+	kms_define_settings();
+	key_cache_define_settings();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }

@@ -20,7 +20,8 @@
 /* A bsoncrypt.bson datum is a plain varlena holding raw BSON bytes. */
 typedef struct varlena BsonData;
 
-#define DatumGetBsonP(d)		((BsonData *) PG_DETOAST_DATUM(d))
+/* packed: bson is read with VARDATA_ANY and needs no alignment */
+#define DatumGetBsonP(d)		((BsonData *) PG_DETOAST_DATUM_PACKED(d))
 #define PG_GETARG_BSON_P(n)		DatumGetBsonP(PG_GETARG_DATUM(n))
 #define PG_RETURN_BSON_P(x)		PG_RETURN_POINTER(x)
 #define BsonDataPtr(b)			((const uint8_t *) VARDATA_ANY(b))
@@ -52,5 +53,6 @@ extern const char *bson_type_name(bson_type_t type);
 extern bool bson_find_path(const bson_t *doc, const char *path,
 						   bson_iter_t *found);
 extern BsonData *bson_wrap_value(const bson_iter_t *value);
+extern text *bson_value_as_text(const bson_iter_t *value);
 
 #endif							/* BSONCRYPT_H */

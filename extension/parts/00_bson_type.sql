@@ -44,6 +44,8 @@ CREATE FUNCTION bson_get(doc bson, path text) RETURNS bson
     AS 'MODULE_PATHNAME', 'bsoncrypt_bson_get' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION bson_get_text(doc bson, path text) RETURNS text
     AS 'MODULE_PATHNAME', 'bsoncrypt_bson_get_text' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION bson_object_keys(doc bson) RETURNS SETOF text
+    AS 'MODULE_PATHNAME', 'bsoncrypt_bson_object_keys' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE OPERATOR -> (LEFTARG = bson, RIGHTARG = text, FUNCTION = bson_get);
 CREATE OPERATOR ->> (LEFTARG = bson, RIGHTARG = text, FUNCTION = bson_get_text);
 

@@ -1,0 +1,45 @@
+-- Privileges: the bson type and its accessors are for everyone; the key vault
+-- and key management are not; encryption and decryption are granted per role
+-- (grant_encryption / grant_decryption below, or plain GRANT EXECUTE).
+GRANT USAGE ON SCHEMA bsoncrypt TO PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA bsoncrypt FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA bsoncrypt FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    bson_in(cstring), bson_out(bson), bson_recv(internal), bson_send(bson),
+    bson_from_bytea(bytea), bson_from_jsonb(jsonb), bson_to_jsonb(bson),
+    bson_to_json(bson, boolean), bson_get(bson, text), bson_get_text(bson, text),
+    bson_object_keys(bson),
+    bson_cmp(bson, bson), bson_eq(bson, bson), bson_ne(bson, bson),
+    bson_lt(bson, bson), bson_le(bson, bson), bson_gt(bson, bson), bson_ge(bson, bson),
+    bson_hash(bson), bson_hash_extended(bson, bigint)
+TO PUBLIC;
+
+CREATE FUNCTION grant_encryption(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog AS $$
+BEGIN
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        bsoncrypt.encrypt_field(bsoncrypt.bson, text, text, text),
+        bsoncrypt.encrypt_field(bsoncrypt.bson, text, uuid, text),
+        bsoncrypt.encrypt_fields(bsoncrypt.bson, text[], text, text),
+        bsoncrypt.encrypt_fields(bsoncrypt.bson, text[], uuid, text),
+        bsoncrypt.encrypt_value(bsoncrypt.bson, text, text),
+        bsoncrypt.encrypt_value(bsoncrypt.bson, uuid, text),
+        bsoncrypt.encrypt_deterministic(bsoncrypt.bson, text) TO %s', role);
+END $$;
+COMMENT ON FUNCTION grant_encryption(regrole) IS
+    'let a role encrypt fields with any key of the vault (it still cannot read the vault)';
+
+CREATE FUNCTION grant_decryption(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog AS $$
+BEGIN
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        bsoncrypt.decrypt_field(bsoncrypt.bson, text),
+        bsoncrypt.decrypt(bsoncrypt.bson),
+        bsoncrypt.decrypt_value(bsoncrypt.bson),
+        bsoncrypt.decrypt_get(bsoncrypt.bson, text),
+        bsoncrypt.decrypt_get_text(bsoncrypt.bson, text) TO %s', role);
+END $$;
+COMMENT ON FUNCTION grant_decryption(regrole) IS
+    'let a role decrypt fields encrypted with any key of the vault';
+REVOKE EXECUTE ON FUNCTION grant_encryption(regrole), grant_decryption(regrole) FROM PUBLIC;

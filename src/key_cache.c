@@ -1,0 +1,347 @@
+/*-------------------------------------------------------------------------
+ *
+ * key_cache.c
+ *	  Reading data keys from bsoncrypt.key_vault and caching them unwrapped,
+ *	  per backend.
+ *
+ *	  Lookups use the key vault's indexes directly (no SPI): fast on a cache
+ *	  miss, and independent of the caller's privileges on the table, so a
+ *	  role may be allowed to encrypt without being able to read the vault.
+ *	  Entries live bsoncrypt.key_cache_ttl seconds (libmongocrypt's 60 s by
+ *	  default) and are dropped as soon as the key vault changes: a statement
+ *	  trigger on key_vault sends a relcache invalidation that every backend
+ *	  receives.  Dropped keys are zeroed (fle_aead_free).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "bsoncrypt.h"
+#include "key_cache.h"
+#include "kms.h"
+
+PG_FUNCTION_INFO_V1(bsoncrypt_key_vault_changed);
+
+#define ALT_NAME_CACHE_MAX 256	/* longer alt names are looked up every time */
+
+typedef struct AltNameEntry
+{
+	char		name[ALT_NAME_CACHE_MAX];	/* hash key */
+	pg_uuid_t	id;
+	TimestampTz expires;
+} AltNameEntry;
+
+uint64		key_cache_generation = 1;
+static int	key_cache_ttl = 60;
+
+static HTAB *keys_by_id = NULL;
+static HTAB *keys_by_alt_name = NULL;
+static Oid	cached_key_vault_relid = InvalidOid;
+static bool callback_registered = false;
+
+void
+key_cache_define_settings(void)
+{
+	DefineCustomIntVariable("bsoncrypt.key_cache_ttl",
+							"Seconds an unwrapped data key stays cached in a session.",
+							"0 unwraps the key again for every statement that needs it.",
+							&key_cache_ttl,
+							60, 0, 86400,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+char *
+uuid_to_cstring(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+/* Drop every cached key, zeroing it. */
+static void
+key_cache_flush(void)
+{
+	HASH_SEQ_STATUS status;
+	DataKey    *key;
+
+	if (keys_by_id != NULL)
+	{
+		hash_seq_init(&status, keys_by_id);
+		while ((key = hash_seq_search(&status)) != NULL)
+		{
+			fle_aead_free(key->ctx);
+			key->ctx = NULL;
+		}
+		hash_destroy(keys_by_id);
+		keys_by_id = NULL;
+	}
+	if (keys_by_alt_name != NULL)
+	{
+		hash_destroy(keys_by_alt_name);
+		keys_by_alt_name = NULL;
+	}
+	key_cache_generation++;
+}
+
+static void
+key_cache_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_key_vault_relid)
+	{
+		key_cache_flush();
+		cached_key_vault_relid = InvalidOid;
+	}
+}
+
+static void
+key_cache_init(void)
+{
+	HASHCTL		ctl;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(key_cache_relcache_callback, (Datum) 0);
+		callback_registered = true;
+	}
+	if (keys_by_id == NULL)
+	{
+		ctl.keysize = sizeof(pg_uuid_t);
+		ctl.entrysize = sizeof(DataKey);
+		ctl.hcxt = TopMemoryContext;
+		keys_by_id = hash_create("bsoncrypt data keys", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (keys_by_alt_name == NULL)
+	{
+		ctl.keysize = ALT_NAME_CACHE_MAX;
+		ctl.entrysize = sizeof(AltNameEntry);
+		ctl.hcxt = TopMemoryContext;
+		keys_by_alt_name = hash_create("bsoncrypt key alt names", 64, &ctl,
+									   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+}
+
+static Oid
+extension_relid(const char *name, bool missing_ok)
+{
+	Oid			nsp = get_namespace_oid("bsoncrypt", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation bsoncrypt.%s does not exist", name),
+				 errhint("Run CREATE EXTENSION bsoncrypt in this database.")));
+	return relid;
+}
+
+Oid
+key_vault_relid(bool missing_ok)
+{
+	if (!OidIsValid(cached_key_vault_relid))
+		cached_key_vault_relid = extension_relid("key_vault", missing_ok);
+	return cached_key_vault_relid;
+}
+
+/*
+ * Fetch one row by a unique index on a text or uuid column, with the
+ * latest snapshot.  Returns a copy of the tuple or NULL.
+ */
+static HeapTuple
+fetch_by_unique_key(const char *relname, const char *indexname,
+					RegProcedure eqproc, Datum value, TupleDesc *desc)
+{
+	Oid			relid = extension_relid(relname, false);
+	Oid			indexid = extension_relid(indexname, false);
+	Relation	rel = table_open(relid, AccessShareLock);
+	Relation	index = index_open(indexid, AccessShareLock);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], eqproc, value);
+	scan = systable_beginscan(rel, indexid, true, snapshot, 1, &skey);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		tuple = heap_copytuple(tuple);
+	*desc = CreateTupleDescCopy(RelationGetDescr(rel));
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	index_close(index, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return tuple;
+}
+
+/* The "provider" string of a masterKey document. */
+static char *
+master_key_provider(const BsonData *master_key, const char *what)
+{
+	bson_t		doc;
+	bson_iter_t iter;
+
+	bson_init_from_data(&doc, master_key);
+	if (!bson_iter_init_find(&iter, &doc, "provider") || !BSON_ITER_HOLDS_UTF8(&iter))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s has no masterKey.provider", what)));
+	return pstrdup(bson_iter_utf8(&iter, NULL));
+}
+
+/* Read a key vault row and unwrap its data key into a new AEAD context. */
+static FleAeadCtx *
+unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
+{
+	bool		isnull;
+	char	   *what = psprintf("data key %s", uuid_to_cstring(id));
+	bytea	   *material;
+	BsonData   *master_key;
+	char	   *version;
+	uint8_t		dek[FLE_KEY_LEN];
+	FleAeadCtx *ctx;
+
+	material = DatumGetByteaPP(heap_getattr(tuple, Anum_key_vault_key_material, desc, &isnull));
+	if (isnull)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("%s has no key material", what)));
+	master_key = DatumGetBsonP(heap_getattr(tuple, Anum_key_vault_master_key, desc, &isnull));
+	if (isnull)
+		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("%s has no master key", what)));
+	version = TextDatumGetCString(heap_getattr(tuple, Anum_key_vault_master_key_version, desc, &isnull));
+
+	kms_unwrap_secret(kms_get_provider(master_key_provider(master_key, what)),
+					  version,
+					  (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material),
+					  dek, sizeof(dek), what);
+	ctx = fle_aead_new(dek);
+	explicit_bzero(dek, sizeof(dek));
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not set up encryption contexts for %s", what)));
+	return ctx;
+}
+
+/*
+ * The data key with this _id, unwrapped; ERROR if the key vault has none
+ * (for example after delete_key: crypto-shredding).
+ */
+DataKey *
+key_cache_get_by_id(const pg_uuid_t *id)
+{
+	DataKey    *key;
+	bool		found;
+	TimestampTz now = GetCurrentTimestamp();
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	FleAeadCtx *ctx;
+
+	key_cache_init();
+	key = hash_search(keys_by_id, id, HASH_FIND, NULL);
+	if (key != NULL && key->expires > now)
+		return key;
+
+	tuple = fetch_by_unique_key("key_vault", "key_vault_pkey", F_UUID_EQ,
+								UUIDPGetDatum(id), &desc);
+	if (tuple == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("data key %s is not in the key vault", uuid_to_cstring(id)),
+				 errhint("The key was deleted (values encrypted with it cannot be decrypted any more) or never imported into bsoncrypt.key_vault.")));
+	ctx = unwrap_data_key(tuple, desc, id);
+
+	/* (re)insert only now that unwrapping worked */
+	key_cache_init();
+	key = hash_search(keys_by_id, id, HASH_ENTER, &found);
+	if (found)
+	{
+		fle_aead_free(key->ctx);
+		key_cache_generation++;
+	}
+	key->ctx = ctx;
+	key->expires = now + (TimestampTz) key_cache_ttl * USECS_PER_SEC;
+	return key;
+}
+
+static bool
+alt_name_to_id(const char *alt_name, pg_uuid_t *id)
+{
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+
+	tuple = fetch_by_unique_key("key_alt_names", "key_alt_names_pkey", F_TEXTEQ,
+								CStringGetTextDatum(alt_name), &desc);
+	if (tuple == NULL)
+		return false;
+	*id = *DatumGetUUIDP(heap_getattr(tuple, 2, desc, &isnull));
+	return true;
+}
+
+/* The data key with this keyAltName; ERROR if there is none. */
+DataKey *
+key_cache_get_by_alt_name(const char *alt_name)
+{
+	AltNameEntry *entry = NULL;
+	TimestampTz now = GetCurrentTimestamp();
+	pg_uuid_t	id;
+	bool		cacheable = strlen(alt_name) < ALT_NAME_CACHE_MAX;
+
+	key_cache_init();
+	if (cacheable)
+		entry = hash_search(keys_by_alt_name, alt_name, HASH_FIND, NULL);
+	if (entry != NULL && entry->expires > now)
+		return key_cache_get_by_id(&entry->id);
+
+	if (!alt_name_to_id(alt_name, &id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no data key has keyAltName \"%s\"", alt_name),
+				 errhint("Create one with bsoncrypt.create_data_key(key_alt_names => '{%s}').", alt_name)));
+	key_cache_init();
+	if (cacheable)
+	{
+		entry = hash_search(keys_by_alt_name, alt_name, HASH_ENTER, NULL);
+		entry->id = id;
+		entry->expires = now + (TimestampTz) key_cache_ttl * USECS_PER_SEC;
+	}
+	return key_cache_get_by_id(&id);
+}
+
+bool
+key_cache_still_valid(const DataKey *key, uint64 generation)
+{
+	return key != NULL && generation == key_cache_generation &&
+		key->expires > GetCurrentTimestamp();
+}
+
+/*
+ * Statement trigger on key_vault: tell every backend (at commit) to drop
+ * its cached keys.
+ */
+Datum
+bsoncrypt_key_vault_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "bsoncrypt_key_vault_changed: not called as a trigger");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
+}

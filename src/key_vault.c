@@ -1,0 +1,380 @@
+/*-------------------------------------------------------------------------
+ *
+ * key_vault.c
+ *	  C support for the key vault's SQL functions (extension/parts/
+ *	  10_key_vault.sql): making and wrapping new data keys, and converting
+ *	  key vault rows to and from MongoDB key-vault documents.
+ *
+ *	  Exported documents carry exactly the fields libmongocrypt accepts, in
+ *	  its order: _id, keyAltNames (when any), keyMaterial, creationDate,
+ *	  updateDate, status, masterKey.  Imported documents are checked as
+ *	  strictly as libmongocrypt checks them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "bsoncrypt.h"
+#include "key_cache.h"
+#include "kms.h"
+
+PG_FUNCTION_INFO_V1(bsoncrypt_new_key_material);
+PG_FUNCTION_INFO_V1(bsoncrypt_find_master_key_version);
+PG_FUNCTION_INFO_V1(bsoncrypt_key_document);
+PG_FUNCTION_INFO_V1(bsoncrypt_parse_key_document);
+
+/* microseconds between the PostgreSQL and Unix epochs */
+#define PG_UNIX_EPOCH_DIFF_USECS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+static int64
+timestamptz_to_bson_date(TimestampTz ts)
+{
+	int64		usecs = ts + PG_UNIX_EPOCH_DIFF_USECS;
+
+	/* floor division, so dates before 1970 round the same way */
+	return usecs >= 0 ? usecs / 1000 : -((-usecs + 999) / 1000);
+}
+
+static TimestampTz
+bson_date_to_timestamptz(int64 msecs)
+{
+	return msecs * 1000 - PG_UNIX_EPOCH_DIFF_USECS;
+}
+
+/*
+ * _new_key_material(provider, data_key bytea DEFAULT NULL)
+ *	 -> (key_material bytea, master_key_version text)
+ * Wraps the given 96-byte data key, or a fresh random one, with the
+ * provider's current master key.
+ */
+Datum
+bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
+{
+	char	   *provider_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	const KmsProvider *provider = kms_get_provider(provider_name);
+	uint8_t		dek[FLE_KEY_LEN];
+	TupleDesc	desc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	char	   *version;
+	bytea	   *wrapped;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "_new_key_material must return a record");
+	if (!PG_ARGISNULL(1))
+	{
+		bytea	   *given = PG_GETARG_BYTEA_PP(1);
+
+		if (VARSIZE_ANY_EXHDR(given) != FLE_KEY_LEN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key_material must be %d bytes, not %zu",
+							FLE_KEY_LEN, (size_t) VARSIZE_ANY_EXHDR(given))));
+		memcpy(dek, VARDATA_ANY(given), FLE_KEY_LEN);
+	}
+	else if (!fle_random_bytes(dek, sizeof(dek)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random data key")));
+
+	PG_TRY();
+	{
+		wrapped = kms_wrap_secret(provider, NULL, dek, sizeof(dek), &version);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(dek, sizeof(dek));
+	}
+	PG_END_TRY();
+
+	values[0] = PointerGetDatum(wrapped);
+	values[1] = CStringGetTextDatum(version);
+	desc = BlessTupleDesc(desc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}
+
+/*
+ * _find_master_key_version(provider, key_material) -> text: the version of
+ * the provider's master key that unwraps this key material, or NULL.
+ */
+Datum
+bsoncrypt_find_master_key_version(PG_FUNCTION_ARGS)
+{
+	const KmsProvider *provider = kms_get_provider(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	bytea	   *material = PG_GETARG_BYTEA_PP(1);
+	char	   *version;
+
+	version = kms_find_unwrapping_version(provider,
+										  (const uint8_t *) VARDATA_ANY(material),
+										  VARSIZE_ANY_EXHDR(material));
+	if (version == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(version));
+}
+
+static Datum
+row_attr(HeapTupleHeader row, const char *name, bool *isnull)
+{
+	return GetAttributeByName(row, name, isnull);
+}
+
+static void
+append_alt_names(bson_t *doc, Datum names_datum)
+{
+	ArrayType  *names = DatumGetArrayTypeP(names_datum);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	bson_t		array;
+
+	deconstruct_array(names, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	if (n == 0)
+		return;
+	bson_append_array_begin(doc, "keyAltNames", -1, &array);
+	for (int i = 0; i < n; i++)
+	{
+		char		index[16];
+		text	   *name = DatumGetTextPP(elems[i]);
+
+		if (nulls[i])
+			continue;
+		snprintf(index, sizeof(index), "%d", i);
+		bson_append_utf8(&array, index, -1, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	}
+	bson_append_array_end(doc, &array);
+}
+
+/* _key_document(k key_vault) -> bson: the MongoDB key-vault document */
+Datum
+bsoncrypt_key_document(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	bool		isnull;
+	pg_uuid_t  *id = DatumGetUUIDP(row_attr(row, "_id", &isnull));
+	Datum		alt_names = row_attr(row, "key_alt_names", &isnull);
+	bool		alt_names_null = isnull;
+	bytea	   *material = DatumGetByteaPP(row_attr(row, "key_material", &isnull));
+	BsonData   *master_key = DatumGetBsonP(row_attr(row, "master_key", &isnull));
+	TimestampTz created = DatumGetTimestampTz(row_attr(row, "creation_date", &isnull));
+	TimestampTz updated = DatumGetTimestampTz(row_attr(row, "update_date", &isnull));
+	int32		status = DatumGetInt32(row_attr(row, "status", &isnull));
+	bson_t		doc;
+	bson_t		master;
+	BsonData   *result;
+
+	bson_init(&doc);
+	bson_append_binary(&doc, "_id", 3, BSON_SUBTYPE_UUID, id->data, UUID_LEN);
+	if (!alt_names_null)
+		append_alt_names(&doc, alt_names);
+	bson_append_binary(&doc, "keyMaterial", 11, BSON_SUBTYPE_BINARY,
+					   (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material));
+	bson_append_date_time(&doc, "creationDate", 12, timestamptz_to_bson_date(created));
+	bson_append_date_time(&doc, "updateDate", 10, timestamptz_to_bson_date(updated));
+	bson_append_int32(&doc, "status", 6, status);
+	bson_init_from_data(&master, master_key);
+	bson_append_document(&doc, "masterKey", 9, &master);
+	result = bson_data_from_bson(&doc);
+	bson_destroy(&doc);
+	PG_RETURN_BSON_P(result);
+}
+
+static void
+refuse_key_document(const char *problem)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid key-vault document: %s", problem),
+			 errhint("A key-vault document has _id (UUID), keyMaterial (binary), creationDate, updateDate, status, masterKey and optionally keyAltNames, as MongoDB drivers write them.")));
+}
+
+static void
+check_master_key(const bson_iter_t *iter)
+{
+	bson_iter_t child;
+	bool		has_provider = false;
+
+	if (!BSON_ITER_HOLDS_DOCUMENT(iter) || !bson_iter_recurse(iter, &child))
+		refuse_key_document("masterKey must be a document");
+	while (bson_iter_next(&child))
+	{
+		const char *field = bson_iter_key(&child);
+
+		if (strcmp(field, "provider") != 0)
+			refuse_key_document(psprintf("unexpected field \"%s\" in masterKey", field));
+		if (!BSON_ITER_HOLDS_UTF8(&child))
+			refuse_key_document("masterKey.provider must be a string");
+		if (strcmp(bson_iter_utf8(&child, NULL), "local") != 0 &&
+			strcmp(bson_iter_utf8(&child, NULL), "command") != 0)
+			refuse_key_document(psprintf("masterKey.provider \"%s\" is not supported (only \"local\" and \"command\")",
+										 bson_iter_utf8(&child, NULL)));
+		has_provider = true;
+	}
+	if (!has_provider)
+		refuse_key_document("masterKey has no provider");
+}
+
+static Datum
+parse_alt_names(const bson_iter_t *iter)
+{
+	bson_iter_t child;
+	List	   *names = NIL;
+	ListCell   *lc;
+	Datum	   *elems;
+	int			i = 0;
+
+	if (!BSON_ITER_HOLDS_ARRAY(iter) || !bson_iter_recurse(iter, &child))
+		refuse_key_document("keyAltNames must be an array");
+	while (bson_iter_next(&child))
+	{
+		uint32_t	len;
+		const char *name;
+
+		if (!BSON_ITER_HOLDS_UTF8(&child))
+			refuse_key_document("keyAltNames must hold only strings");
+		name = bson_iter_utf8(&child, &len);
+		foreach(lc, names)
+			if (strcmp((char *) lfirst(lc), name) == 0)
+				refuse_key_document(psprintf("keyAltNames holds \"%s\" twice", name));
+		names = lappend(names, pnstrdup(name, len));
+	}
+	elems = palloc(sizeof(Datum) * Max(list_length(names), 1));
+	foreach(lc, names)
+		elems[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	return PointerGetDatum(construct_array(elems, i, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+static int32
+parse_status(const bson_iter_t *iter)
+{
+	if (BSON_ITER_HOLDS_INT32(iter))
+		return bson_iter_int32(iter);
+	if (BSON_ITER_HOLDS_INT64(iter) && bson_iter_int64(iter) == (int32) bson_iter_int64(iter))
+		return (int32) bson_iter_int64(iter);
+	if (BSON_ITER_HOLDS_DOUBLE(iter) && bson_iter_double(iter) == (int32) bson_iter_double(iter))
+		return (int32) bson_iter_double(iter);
+	refuse_key_document("status must be an integer");
+	return 0;
+}
+
+/* Field positions in _parse_key_document's result */
+enum
+{
+	KD_ID, KD_ALT_NAMES, KD_MATERIAL, KD_MASTER_KEY, KD_CREATED, KD_UPDATED, KD_STATUS, KD_NFIELDS
+};
+
+static void
+parse_key_field(const bson_iter_t *iter, Datum *values, bool *seen)
+{
+	const char *field = bson_iter_key(iter);
+	bson_subtype_t subtype;
+	uint32_t	len;
+	const uint8_t *bytes;
+
+	if (strcmp(field, "_id") == 0)
+	{
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+		if (!BSON_ITER_HOLDS_BINARY(iter))
+			refuse_key_document("_id must be a UUID (binary subtype 4)");
+		bson_iter_binary(iter, &subtype, &len, &bytes);
+		if (subtype != BSON_SUBTYPE_UUID || len != UUID_LEN)
+			refuse_key_document("_id must be a UUID (binary subtype 4)");
+		memcpy(id->data, bytes, UUID_LEN);
+		values[KD_ID] = UUIDPGetDatum(id);
+		seen[KD_ID] = true;
+	}
+	else if (strcmp(field, "keyAltNames") == 0)
+	{
+		values[KD_ALT_NAMES] = parse_alt_names(iter);
+		seen[KD_ALT_NAMES] = true;
+	}
+	else if (strcmp(field, "keyMaterial") == 0)
+	{
+		bytea	   *material;
+
+		if (!BSON_ITER_HOLDS_BINARY(iter))
+			refuse_key_document("keyMaterial must be binary subtype 0");
+		bson_iter_binary(iter, &subtype, &len, &bytes);
+		if (subtype != BSON_SUBTYPE_BINARY)
+			refuse_key_document("keyMaterial must be binary subtype 0");
+		material = palloc(VARHDRSZ + len);
+		SET_VARSIZE(material, VARHDRSZ + len);
+		memcpy(VARDATA(material), bytes, len);
+		values[KD_MATERIAL] = PointerGetDatum(material);
+		seen[KD_MATERIAL] = true;
+	}
+	else if (strcmp(field, "masterKey") == 0)
+	{
+		BsonData   *master;
+
+		check_master_key(iter);
+		bson_iter_document(iter, &len, &bytes);
+		master = palloc(VARHDRSZ + len);
+		SET_VARSIZE(master, VARHDRSZ + len);
+		memcpy(VARDATA(master), bytes, len);
+		values[KD_MASTER_KEY] = PointerGetDatum(master);
+		seen[KD_MASTER_KEY] = true;
+	}
+	else if (strcmp(field, "creationDate") == 0 || strcmp(field, "updateDate") == 0)
+	{
+		int			which = field[0] == 'c' ? KD_CREATED : KD_UPDATED;
+
+		if (!BSON_ITER_HOLDS_DATE_TIME(iter))
+			refuse_key_document(psprintf("%s must be a date", field));
+		values[which] = TimestampTzGetDatum(bson_date_to_timestamptz(bson_iter_date_time(iter)));
+		seen[which] = true;
+	}
+	else if (strcmp(field, "status") == 0)
+	{
+		values[KD_STATUS] = Int32GetDatum(parse_status(iter));
+		seen[KD_STATUS] = true;
+	}
+	else
+		refuse_key_document(psprintf("unrecognized field \"%s\"", field));
+}
+
+/*
+ * _parse_key_document(doc bson) -> (_id, key_alt_names, key_material,
+ * master_key, creation_date, update_date, status).
+ */
+Datum
+bsoncrypt_parse_key_document(PG_FUNCTION_ARGS)
+{
+	BsonData   *data = PG_GETARG_BSON_P(0);
+	bson_t		doc;
+	bson_iter_t iter;
+	TupleDesc	desc;
+	Datum		values[KD_NFIELDS];
+	bool		nulls[KD_NFIELDS];
+	bool		seen[KD_NFIELDS] = {false};
+	static const char *const required[KD_NFIELDS] = {
+		"_id", NULL, "keyMaterial", "masterKey", "creationDate", "updateDate", "status"
+	};
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "_parse_key_document must return a record");
+	bson_init_from_data(&doc, data);
+	if (!bson_iter_init(&iter, &doc))
+		refuse_key_document("not a document");
+	while (bson_iter_next(&iter))
+		parse_key_field(&iter, values, seen);
+	for (int i = 0; i < KD_NFIELDS; i++)
+	{
+		if (!seen[i] && required[i] != NULL)
+			refuse_key_document(psprintf("no \"%s\" field", required[i]));
+		nulls[i] = false;
+	}
+	if (!seen[KD_ALT_NAMES])
+		values[KD_ALT_NAMES] = PointerGetDatum(construct_empty_array(TEXTOID));
+	desc = BlessTupleDesc(desc);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

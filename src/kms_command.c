@@ -1,0 +1,145 @@
+/*-------------------------------------------------------------------------
+ *
+ * kms_command.c
+ *	  The "command" master-key provider: bsoncrypt.master_key_command names
+ *	  a shell command (superuser-only setting) that prints a master key —
+ *	  the hook for any external KMS command-line tool.
+ *
+ *	  %n in the command is replaced by the wanted version, or by nothing
+ *	  when the current version is wanted; %% is a literal %.  The command
+ *	  prints one line: "<version> <base64 of 96 bytes>", or only the base64
+ *	  (then the version is the one asked for, or "default").  A non-zero
+ *	  exit status or any other output is an error; the output itself never
+ *	  appears in messages.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "storage/fd.h"
+
+#include "kms.h"
+
+#define COMMAND_OUTPUT_MAX 1024
+#define COMMAND_DEFAULT_VERSION "default"
+
+static char *
+build_command(const char *version)
+{
+	StringInfoData cmd;
+	const char *p;
+
+	if (kms_master_key_command == NULL || kms_master_key_command[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no master key command is configured"),
+				 errhint("Set bsoncrypt.master_key_command in postgresql.conf, then reload.")));
+	initStringInfo(&cmd);
+	for (p = kms_master_key_command; *p; p++)
+	{
+		if (p[0] == '%' && p[1] == 'n')
+		{
+			appendStringInfoString(&cmd, version ? version : "");
+			p++;
+		}
+		else if (p[0] == '%' && p[1] == '%')
+		{
+			appendStringInfoChar(&cmd, '%');
+			p++;
+		}
+		else
+			appendStringInfoChar(&cmd, *p);
+	}
+	return cmd.data;
+}
+
+/* Run the command; returns its first output line in buf (caller zeroes). */
+static void
+run_key_command(const char *version, char *buf, size_t bufsize)
+{
+	char	   *cmd = build_command(version);
+	FILE	   *pipe;
+	size_t		n;
+	int			rc;
+
+	fflush(NULL);
+	pipe = OpenPipeStream(cmd, "r");
+	if (pipe == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not run master key command for version \"%s\": %m",
+						version ? version : "(current)")));
+	n = fread(buf, 1, bufsize - 1, pipe);
+	buf[n] = '\0';
+	/* drain anything longer so the command does not die of SIGPIPE */
+	while (n == bufsize - 1 && fgetc(pipe) != EOF)
+		;
+	rc = ClosePipeStream(pipe);
+	if (rc != 0)
+	{
+		explicit_bzero(buf, bufsize);
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("master key command failed for version \"%s\": %s",
+						version ? version : "(current)", wait_result_to_str(rc)),
+				 errhint("The command is bsoncrypt.master_key_command; its standard error goes to the server log.")));
+	}
+}
+
+static void
+command_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
+						char **version_out)
+{
+	char		out[COMMAND_OUTPUT_MAX];
+	char	   *line;
+	char	   *space;
+	const char *got_version;
+	bool		ok;
+
+	if (version != NULL && !kms_valid_version_name(version))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid master key version name \"%s\"", version)));
+	run_key_command(version, out, sizeof(out));
+	line = out + strspn(out, " \t\r\n");
+	line[strcspn(line, "\r\n")] = '\0';
+	space = strpbrk(line, " \t");
+	if (space != NULL)
+	{
+		*space = '\0';
+		got_version = line;
+		line = space + 1 + strspn(space + 1, " \t");
+	}
+	else
+		got_version = version ? version : COMMAND_DEFAULT_VERSION;
+	ok = kms_valid_version_name(got_version) &&
+		(version == NULL || strcmp(got_version, version) == 0) &&
+		kms_decode_master_key(line, strlen(line), key);
+	if (ok && version_out)
+		*version_out = pstrdup(got_version);
+	explicit_bzero(out, sizeof(out));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("master key command printed no valid key for version \"%s\"",
+						version ? version : "(current)"),
+				 errhint("It must print one line: \"<version> <base64 of 96 bytes>\", or only the base64.")));
+}
+
+static List *
+command_list_versions(void)
+{
+	uint8_t		key[FLE_KEY_LEN];
+	char	   *current;
+
+	command_load_master_key(NULL, key, &current);
+	explicit_bzero(key, sizeof(key));
+	return list_make1(current);
+}
+
+const KmsProvider kms_command_provider = {
+	.name = "command",
+	.load_master_key = command_load_master_key,
+	.list_versions = command_list_versions,
+};

@@ -1,0 +1,209 @@
+/*-------------------------------------------------------------------------
+ *
+ * kms_local.c
+ *	  The "local" master-key provider: a key ring in the file named by the
+ *	  superuser-only setting bsoncrypt.local_master_key_file.
+ *
+ *	  File format: one master key per line, "<version> <base64 of 96 bytes>";
+ *	  a file holding a single key may give just the base64 (version
+ *	  "default", MongoDB's local key as is).  Blank lines and lines starting
+ *	  with # are ignored.  The LAST key listed is the current version, used
+ *	  for new wraps; the others stay available for unwrapping.  The file is
+ *	  re-read on every use, so a reload (or just editing it) takes effect
+ *	  without a restart; like PostgreSQL's ssl_key_file it must not be
+ *	  accessible by group or others.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/fd.h"
+
+#include "kms.h"
+
+#define LOCAL_DEFAULT_VERSION "default"
+#define KEY_LINE_MAX 1024
+
+typedef struct LocalKeyLine
+{
+	char		version[KMS_VERSION_NAME_MAX + 1];
+	uint8_t		key[FLE_KEY_LEN];
+} LocalKeyLine;
+
+static const char *
+local_key_file(void)
+{
+	if (kms_local_master_key_file == NULL || kms_local_master_key_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no local master key is configured"),
+				 errhint("Set bsoncrypt.local_master_key_file in postgresql.conf to a file holding a base64 96-byte key, then reload.")));
+	return kms_local_master_key_file;
+}
+
+/* Refuse a key file that group or others could read, as for ssl_key_file. */
+static void
+check_key_file_permissions(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not access local master key file \"%s\": %m", path)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("local master key file \"%s\" is not a regular file", path)));
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("local master key file \"%s\" must be owned by the database user or root", path)));
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("local master key file \"%s\" has group or world access", path),
+				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root.")));
+}
+
+/* Parse one non-comment line into *entry; false if it is malformed. */
+static bool
+parse_key_line(char *line, LocalKeyLine *entry, bool *named)
+{
+	char	   *version = NULL;
+	char	   *key = line;
+	char	   *space = strpbrk(line, " \t");
+
+	if (space != NULL)
+	{
+		*space = '\0';
+		version = line;
+		key = space + 1;
+		key += strspn(key, " \t");
+	}
+	*named = (version != NULL);
+	if (version == NULL)
+		version = LOCAL_DEFAULT_VERSION;
+	if (!kms_valid_version_name(version))
+		return false;
+	strlcpy(entry->version, version, sizeof(entry->version));
+	return kms_decode_master_key(key, strlen(key), entry->key);
+}
+
+/*
+ * Read the whole key ring.  Returns a palloc'd array of *count entries that
+ * the caller must explicit_bzero and pfree.
+ */
+static LocalKeyLine *
+read_key_ring(int *count)
+{
+	const char *path = local_key_file();
+	FILE	   *file;
+	char		line[KEY_LINE_MAX];
+	int			lineno = 0;
+	int			n = 0;
+	int			capacity = 4;
+	bool		any_unnamed = false;
+	LocalKeyLine *ring = palloc0(sizeof(LocalKeyLine) * capacity);
+
+	check_key_file_permissions(path);
+	file = AllocateFile(path, "r");
+	if (file == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open local master key file \"%s\": %m", path)));
+	while (fgets(line, sizeof(line), file) != NULL)
+	{
+		size_t		len = strcspn(line, "\r\n");
+		char	   *start = line + strspn(line, " \t");
+		bool		named;
+
+		lineno++;
+		line[len] = '\0';
+		if (*start == '\0' || *start == '#')
+			continue;
+		if (n == capacity)
+		{
+			capacity *= 2;
+			ring = repalloc(ring, sizeof(LocalKeyLine) * capacity);
+		}
+		if (!parse_key_line(start, &ring[n], &named) ||
+			(!named && (any_unnamed || n > 0)))
+		{
+			explicit_bzero(line, sizeof(line));
+			explicit_bzero(ring, sizeof(LocalKeyLine) * capacity);
+			FreeFile(file);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("invalid master key in local master key file \"%s\", line %d", path, lineno),
+					 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-'.")));
+		}
+		any_unnamed |= !named;
+		n++;
+	}
+	explicit_bzero(line, sizeof(line));
+	FreeFile(file);
+	if (n == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("local master key file \"%s\" holds no key", path)));
+	*count = n;
+	return ring;
+}
+
+static void
+local_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
+					  char **version_out)
+{
+	int			count;
+	LocalKeyLine *ring = read_key_ring(&count);
+	int			found = -1;
+
+	if (version == NULL)
+		found = count - 1;
+	else
+	{
+		for (int i = count - 1; i >= 0 && found < 0; i--)
+			if (strcmp(ring[i].version, version) == 0)
+				found = i;
+	}
+	if (found >= 0)
+	{
+		memcpy(key, ring[found].key, FLE_KEY_LEN);
+		if (version_out)
+			*version_out = pstrdup(ring[found].version);
+	}
+	explicit_bzero(ring, sizeof(LocalKeyLine) * count);
+	pfree(ring);
+	if (found < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("master key version \"%s\" is not in local master key file \"%s\"",
+						version, kms_local_master_key_file),
+				 errhint("Keys that still wrap data keys must stay in the file until bsoncrypt.rotation_status shows no key on them.")));
+}
+
+static List *
+local_list_versions(void)
+{
+	int			count;
+	LocalKeyLine *ring = read_key_ring(&count);
+	List	   *versions = NIL;
+
+	/* newest first: imports usually come from the current key */
+	for (int i = count - 1; i >= 0; i--)
+		versions = lappend(versions, pstrdup(ring[i].version));
+	explicit_bzero(ring, sizeof(LocalKeyLine) * count);
+	pfree(ring);
+	return versions;
+}
+
+const KmsProvider kms_local_provider = {
+	.name = "local",
+	.load_master_key = local_load_master_key,
+	.list_versions = local_list_versions,
+};
