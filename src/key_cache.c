@@ -257,6 +257,9 @@ key_cache_get_by_id(const pg_uuid_t *id)
 	if (key != NULL && key->expires > now)
 		return key;
 
+	/* remember which relation's invalidations flush this cache */
+	(void) key_vault_relid(false);
+
 	tuple = fetch_by_unique_key("key_vault", "key_vault_pkey", F_UUID_EQ,
 								UUIDPGetDatum(id), &desc);
 	if (tuple == NULL)

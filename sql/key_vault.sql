@@ -1,0 +1,116 @@
+-- Key vault management (MongoDB's ClientEncryption API), master-key
+-- provider errors, and privileges.
+SET search_path = bsoncrypt, public;
+CREATE FUNCTION pg_temp.try(query text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE query;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f-]{36}', '<uuid>', 'g');
+END $$;
+
+SELECT create_data_key('local', '{kv1, kv1b}') AS kv1 \gset
+-- the exported document has exactly MongoDB's fields, in libmongocrypt's order
+SELECT bson_object_keys(get_key(:'kv1'));
+SELECT get_key(:'kv1') ->> 'masterKey' AS master_key, get_key(:'kv1') ->> 'status' AS status,
+       get_key(:'kv1') ->> 'keyAltNames' AS alt_names,
+       octet_length(decode(bson_to_json(get_key(:'kv1'), true)::jsonb #>> '{keyMaterial,$binary,base64}', 'base64')) AS material_len;
+SELECT bson_to_json(get_key(:'kv1'), true) LIKE '%"keyMaterial" : { "$binary" : { "base64" : "%", "subType" : "00" } }%' AS material_subtype_0,
+       bson_to_json(get_key(:'kv1'), true) LIKE '{ "_id" : { "$binary" : { "base64" : "%", "subType" : "04" } }%' AS id_subtype_4;
+SELECT get_key_by_alt_name('kv1b') = get_key(:'kv1') AS by_alt_name,
+       get_key_by_alt_name('nope') IS NULL AS unknown_alt_name,
+       get_key('00000000-0000-0000-0000-000000000000') IS NULL AS unknown_id,
+       (SELECT count(*) FROM get_keys() k WHERE k = get_key(:'kv1')) AS in_get_keys;
+SELECT master_key_version FROM key_vault WHERE _id = :'kv1';
+
+-- keyAltNames are unique across the vault
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{kv1}')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{x, x}')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{""}')$$);
+SELECT create_data_key(key_alt_names => '{kv2}') AS kv2 \gset
+SELECT pg_temp.try(format('SELECT bsoncrypt.add_key_alt_name(%L, %L)', :'kv2', 'kv1'));
+SELECT add_key_alt_name(:'kv2', 'kv2b') ->> 'keyAltNames' AS before_add;
+SELECT add_key_alt_name(:'kv2', 'kv2b') ->> 'keyAltNames' AS before_readd;
+SELECT get_key(:'kv2') ->> 'keyAltNames' AS after_add;
+SELECT remove_key_alt_name(:'kv2', 'kv2') ->> 'keyAltNames' AS before_remove;
+SELECT get_key(:'kv2') ->> 'keyAltNames' AS after_remove;
+SELECT remove_key_alt_name(:'kv2', 'kv2b') IS NOT NULL AS removed_last;
+SELECT get_key(:'kv2') ->> 'keyAltNames' IS NULL AS no_alt_names_field;
+SELECT add_key_alt_name('00000000-0000-0000-0000-000000000000', 'z') IS NULL AS no_such_key;
+-- the freed name can be taken by another key
+SELECT create_data_key(key_alt_names => '{kv2b}') IS NOT NULL AS reused_name;
+SELECT key_alt_name FROM key_alt_names WHERE key_alt_name LIKE 'kv%' ORDER BY 1;
+
+-- a given 96-byte key material (MongoDB's createDataKey keyMaterial option)
+SELECT create_data_key('local', '{given}', decode(repeat('ab', 96), 'hex')) IS NOT NULL AS given_material;
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{short}', '\x0102')$$);
+-- a key exported with get_key, deleted, and imported again decrypts its values again
+SELECT encrypt_value('{"": "hello"}', 'given', 'deterministic') AS given_ct \gset
+SELECT get_key_by_alt_name('given') AS given_doc \gset
+SELECT delete_key(_id) FROM key_vault WHERE 'given' = ANY (key_alt_names);
+SELECT pg_temp.try(format('SELECT bsoncrypt.decrypt_value(%L)', :'given_ct'));
+SELECT import_key(:'given_doc') IS NOT NULL AS reimported, get_key_by_alt_name('given') = :'given_doc' AS same_document;
+SELECT decrypt_value(:'given_ct') AS decrypts_again;
+
+-- import: strict like libmongocrypt
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(bsoncrypt.get_key_by_alt_name('kv1'))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key('{"_id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", "subType": "04"}}, "extra": 1}')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key('{"_id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", "subType": "00"}}}')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key('{"_id": {"$binary": {"base64": "AAAAAAAAAAAAAAAAAAAAAA==", "subType": "04"}}}')$$);
+CREATE TEMP TABLE kdoc AS SELECT get_key(:'kv1') AS d;
+-- a key document with a modified keyMaterial, a different id and no alt names
+CREATE FUNCTION pg_temp.forged(material_byte int, master text DEFAULT '{"provider": "local"}') RETURNS bsoncrypt.bson LANGUAGE sql AS $$
+    SELECT format('{"_id": {"$binary": {"base64": "EjRWeJq83vASNFZ4mrze8A==", "subType": "04"}}, "keyMaterial": {"$binary": {"base64": "%s", "subType": "00"}}, "creationDate": {"$date": 0}, "updateDate": {"$date": 0}, "status": 0, "masterKey": %s}',
+                  replace(encode(CASE WHEN material_byte < 0 THEN m
+                                      ELSE set_byte(m, material_byte, get_byte(m, material_byte) # 128) END,
+                                 'base64'), E'\n', ''),
+                  master)::bsoncrypt.bson
+    FROM (SELECT decode(bson_to_json(d, true)::jsonb #>> '{keyMaterial,$binary,base64}', 'base64') AS m
+          FROM pg_temp.kdoc) k
+$$;
+-- unmodified, the forged document imports (so the failures below are the modifications)
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.forged(-1))$$);
+SELECT delete_key('12345678-9abc-def0-1234-56789abcdef0') AS deleted_again;
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.forged(100))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.forged(3))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.forged(3, '{"provider": "local", "key": "x"}'))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.forged(3, '{"provider": "aws"}'))$$);
+SELECT count(*) AS nothing_imported FROM key_vault WHERE _id = '12345678-9abc-def0-1234-56789abcdef0';
+
+-- providers
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('aws')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('command')$$);
+
+-- privileges: PUBLIC may use the bson type but not keys, the vault or encryption
+CREATE ROLE bc_nobody;
+CREATE ROLE bc_writer;
+CREATE ROLE bc_reader;
+SELECT grant_encryption('bc_writer');
+SELECT grant_decryption('bc_reader');
+SET ROLE bc_nobody;
+SELECT '{"a": 1}'::bsoncrypt.bson -> 'a' AS public_bson_ok;
+SELECT pg_temp.try('SELECT count(*) FROM bsoncrypt.key_vault');
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{mine}')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.get_keys()$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.encrypt_field('{"a": "x"}', 'a', 'kv1')$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.decrypt('{"a": "x"}')$$);
+SELECT pg_temp.try($$SELECT '{"a": "x"}'::bsoncrypt.bson OPERATOR(bsoncrypt.~>) 'a'$$);
+SELECT pg_temp.try($$SHOW bsoncrypt.local_master_key_file$$);
+SET ROLE bc_writer;
+SELECT encrypt_field('{"a": "x"}', 'a', 'kv1', 'deterministic') AS ct \gset
+SELECT :'ct'::text LIKE '%"06"%' AS writer_encrypts;
+SELECT pg_temp.try(format('SELECT bsoncrypt.decrypt(%L)', :'ct'));
+SELECT pg_temp.try('SELECT count(*) FROM bsoncrypt.key_vault');
+SET ROLE bc_reader;
+SELECT decrypt(:'ct') AS reader_decrypts, :'ct'::bsoncrypt.bson ~>> 'a' AS reader_op;
+SELECT pg_temp.try($$SELECT bsoncrypt.encrypt_field('{"a": "x"}', 'a', 'kv1')$$);
+RESET ROLE;
+DROP OWNED BY bc_writer, bc_reader;
+DROP ROLE bc_nobody, bc_writer, bc_reader;
+
+-- key management functions are not executable by PUBLIC
+SELECT p.proname
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'bsoncrypt' AND has_function_privilege('public', p.oid, 'EXECUTE')
+  AND p.proname !~ '^bson_'
+ORDER BY 1;
