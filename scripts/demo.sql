@@ -13,3 +13,28 @@ SELECT id, doc FROM patients ORDER BY id;
 \echo '== fields by path, and the same document in canonical Extended JSON'
 SELECT id, doc ->> 'name' AS name, doc -> 'ssn' AS ssn FROM patients ORDER BY id;
 SELECT bson_to_json(doc, canonical => true) FROM patients WHERE id = 1;
+
+\echo '== a data key in the key vault, wrapped by the local master key (tmp_demo/master.key)'
+SELECT create_data_key('local', '{patients}') AS key_id;
+SELECT get_key_by_alt_name('patients') AS "key-vault document (MongoDB format)";
+
+\echo '== encrypt: ssn deterministically (searchable), birth date randomly'
+UPDATE patients SET doc = encrypt_field(doc, 'ssn', 'patients', 'deterministic');
+UPDATE patients SET doc = encrypt_field(doc, 'born', 'patients', 'random');
+SELECT id, doc FROM patients ORDER BY id;
+
+\echo '== one encrypted field as bytes: FLE1 blob = algorithm (01 det), key id, BSON type (02 string), then IV, ciphertext, tag'
+SELECT id, encode(substring((doc -> 'ssn')::bytea FROM 12 FOR 1), 'hex') AS algorithm,
+       encode(substring((doc -> 'ssn')::bytea FROM 13 FOR 16), 'hex') AS key_id,
+       encode(substring((doc -> 'ssn')::bytea FROM 29 FOR 1), 'hex') AS bson_type,
+       octet_length((doc -> 'ssn')::bytea) - 30 AS "iv+ciphertext+tag bytes"
+FROM patients ORDER BY id;
+
+\echo '== decrypt: whole documents, and single fields with the ~>> operator'
+SELECT id, decrypt(doc) FROM patients ORDER BY id;
+SELECT id, doc ->> 'name' AS name, doc ~>> 'ssn' AS ssn, doc ~>> 'born' AS born FROM patients ORDER BY id;
+
+\echo '== find by encrypted ssn through an index'
+CREATE INDEX patients_ssn ON patients ((doc -> 'ssn'));
+SELECT id, doc ->> 'name' AS name FROM patients
+ WHERE doc -> 'ssn' = encrypt_value('{"": "987-65-4321"}', 'patients', 'deterministic');
