@@ -136,3 +136,14 @@ SELECT pg_temp.try('SELECT bsoncrypt.decrypt(doc) FROM pg_temp.shredded');
 SELECT pg_temp.try($$SELECT bsoncrypt.decrypt_field(doc, 'x') FROM pg_temp.shredded$$);
 SELECT pg_temp.try($$SELECT doc ~> 'x' FROM pg_temp.shredded$$);
 \set VERBOSITY terse
+
+-- no per-row memory growth: a session's memory is the same after 20k and 60k rows
+CREATE TEMP TABLE many AS
+  SELECT ('{"s": "' || repeat('x', 100) || g || '"}')::bson AS doc FROM generate_series(1, 60000) g;
+CREATE FUNCTION pg_temp.session_memory() RETURNS bigint LANGUAGE sql AS
+  $$ SELECT sum(total_bytes)::bigint FROM pg_backend_memory_contexts $$;
+SELECT count(decrypt(encrypt_field(doc, 's', 'hr', 'deterministic'))) FROM (SELECT * FROM many LIMIT 20000) m;
+SELECT pg_temp.session_memory() AS after_20k \gset
+SELECT count(decrypt(encrypt_field(doc, 's', 'hr', 'random'))) FROM many;
+SELECT count(decrypt_field(encrypt_fields(doc, '{s}', 'hr'), 's')) FROM many;
+SELECT pg_temp.session_memory() - :after_20k < 1000000 AS no_per_row_growth;
