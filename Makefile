@@ -5,7 +5,9 @@
 # to the others without one giant file.
 
 MODULE_big = bsoncrypt
-OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
+SOURCES ?= $(sort $(wildcard src/*.c))
+OBJS = $(patsubst %.c,%.o,$(SOURCES))
+SQL_PARTS ?= $(sort $(wildcard extension/parts/*.sql))
 
 EXT_VERSION = 0.1
 MODULEDIR = extension
@@ -36,7 +38,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-extension/bsoncrypt--$(EXT_VERSION).sql: $(sort $(wildcard extension/parts/*.sql))
+extension/bsoncrypt--$(EXT_VERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
 # relink when the export list changes

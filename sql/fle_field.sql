@@ -137,6 +137,24 @@ SELECT pg_temp.try($$SELECT bsoncrypt.decrypt_field(doc, 'x') FROM pg_temp.shred
 SELECT pg_temp.try($$SELECT doc ~> 'x' FROM pg_temp.shredded$$);
 \set VERBOSITY terse
 
+-- parallel workers look keys up and decrypt too
+SET force_parallel_mode = on;
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET bsoncrypt.key_cache_ttl = 0;
+CREATE TABLE patients_shared AS SELECT * FROM patients;   -- temp tables are never scanned in parallel
+EXPLAIN (COSTS OFF) SELECT count(decrypt(doc)) FROM patients_shared;
+SELECT count(*) FILTER (WHERE doc ~>> 'ssn' = lpad(id::text, 9, '0')) AS decrypted_in_workers,
+       count(*) FILTER (WHERE encrypt_field(decrypt(doc), 'ssn', 'hr', 'deterministic') = doc) AS reencrypted_equal
+FROM patients_shared;
+DROP TABLE patients_shared;
+RESET force_parallel_mode;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET bsoncrypt.key_cache_ttl;
+
 -- no per-row memory growth: a session's memory is the same after 20k and 60k rows
 CREATE TEMP TABLE many AS
   SELECT ('{"s": "' || repeat('x', 100) || g || '"}')::bson AS doc FROM generate_series(1, 60000) g;

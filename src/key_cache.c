@@ -19,6 +19,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
@@ -160,8 +161,21 @@ key_vault_relid(bool missing_ok)
 }
 
 /*
- * Fetch one row by a unique index on a text or uuid column, with the
- * latest snapshot.  Returns a copy of the tuple or NULL.
+ * The snapshot key lookups read with: the latest one, so that keys created
+ * or deleted by statements that already finished are seen; in a parallel
+ * worker (which may not take new snapshots) the query's own.
+ */
+static Snapshot
+key_lookup_snapshot(void)
+{
+	if (IsInParallelMode())
+		return ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	return GetLatestSnapshot();
+}
+
+/*
+ * Fetch one row by a unique index on a text or uuid column.  Returns a copy
+ * of the tuple or NULL.
  */
 static HeapTuple
 fetch_by_unique_key(const char *relname, const char *indexname,
@@ -171,7 +185,7 @@ fetch_by_unique_key(const char *relname, const char *indexname,
 	Oid			indexid = extension_relid(indexname, false);
 	Relation	rel = table_open(relid, AccessShareLock);
 	Relation	index = index_open(indexid, AccessShareLock);
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Snapshot	snapshot = RegisterSnapshot(key_lookup_snapshot());
 	ScanKeyData skey;
 	SysScanDesc scan;
 	HeapTuple	tuple;
