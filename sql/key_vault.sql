@@ -114,3 +114,11 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = 'bsoncrypt' AND has_function_privilege('public', p.oid, 'EXECUTE')
   AND p.proname !~ '^bson_'
 ORDER BY 1;
+
+-- a modified keyMaterial in the vault: unwrapping fails, no value comes out
+SELECT create_data_key('local', '{tampered}') AS tk \gset
+SELECT encrypt_value('{"": "t"}', 'tampered', 'random') AS tct \gset
+UPDATE key_vault SET key_material = set_byte(key_material, 40, get_byte(key_material, 40) # 1) WHERE _id = :'tk';
+SELECT pg_temp.try(format('SELECT bsoncrypt.decrypt_value(%L)', :'tct'));
+SELECT pg_temp.try($$SELECT bsoncrypt.encrypt_value('{"": "t"}', 'tampered')$$);
+SELECT delete_key(:'tk');

@@ -517,6 +517,23 @@ decrypt_error_callback(void *arg)
 }
 
 /*
+ * A decrypted value passed the tag, so it is what the key's holder
+ * encrypted; it must still be well-formed BSON of its declared type before
+ * it goes into a document.
+ */
+static void
+check_decrypted_value(const uint8_t *doc, uint32_t len, const char *path)
+{
+	BsonValidationError err;
+
+	if (!bson_validate_document(doc, len, &err))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("cannot decrypt field \"%s\": the decrypted value is not valid BSON: %s",
+						path, err.message)));
+}
+
+/*
  * Decrypt an FLE1 blob into a new one-element document {key: value} (the
  * key given by key/keylen), checked to be well-formed BSON.  Returns NULL
  * for blobs that are not FLE1 (subtype byte other than 1 or 2) when
@@ -576,7 +593,7 @@ decrypt_blob_to_document(FunctionCallInfo fcinfo, const uint8_t *blob,
 	dst[doc_len - 1] = '\0';
 	put_le32(dst, doc_len);
 	SET_VARSIZE(result, VARHDRSZ + doc_len);
-	bson_validate_bytes(dst, doc_len, psprintf("decrypted field \"%s\"", path));
+	check_decrypted_value(dst, doc_len, path);
 	return result;
 }
 
