@@ -2,7 +2,9 @@
 -- installable here, so a stand-in type with the same representation (a
 -- varlena of raw BSON, its I/O borrowed from bsoncrypt) plays its part.
 -- Runs last: it re-creates the extension.
+SET client_min_messages = warning;   -- whatever earlier tests left goes quietly
 DROP EXTENSION bsoncrypt CASCADE;
+RESET client_min_messages;
 CREATE SCHEMA documentdb_core;
 CREATE TYPE documentdb_core.bson;
 CREATE FUNCTION documentdb_core.bson_in(cstring) RETURNS documentdb_core.bson
