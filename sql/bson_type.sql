@@ -154,5 +154,5 @@ BEGIN
 END $$;
 SELECT octet_length(pg_temp.nested_bson(100)::bson::bytea) AS depth_100_ok;
 SELECT pg_temp.nested_bson(101)::bson;
-SELECT octet_length(pg_temp.nested_bson(100000)) AS deep_bytes, pg_temp.nested_bson(100000)::bson;
+SELECT octet_length(pg_temp.nested_bson(3000)) AS deep_bytes, pg_temp.nested_bson(3000)::bson;
 \set VERBOSITY terse
