@@ -4,7 +4,7 @@
 PG_BINDIR=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev libbson-dev
   libmongocrypt-dev pkg-config make gcc libipc-run-perl python3 python3-pykmip
-  sudo procps"
+  sudo procps valgrind"
 
 as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
