@@ -95,11 +95,6 @@ bsoncrypt_bson_get(PG_FUNCTION_ARGS)
 text *
 bson_value_as_text(const bson_iter_t *value)
 {
-	char	   *json;
-	size_t		len;
-	static const char prefix[] = "{ \"\" : ";
-	static const char suffix[] = " }";
-
 	if (BSON_ITER_HOLDS_NULL(value))
 		return NULL;
 	if (BSON_ITER_HOLDS_UTF8(value))
@@ -110,15 +105,7 @@ bson_value_as_text(const bson_iter_t *value)
 		return cstring_to_text_with_len(s, slen);
 	}
 
-	/* render {"": value} and keep only the value's text */
-	json = bson_data_to_json(bson_wrap_value(value), BSON_OUTPUT_RELAXED);
-	len = strlen(json);
-	if (len < strlen(prefix) + strlen(suffix) ||
-		strncmp(json, prefix, strlen(prefix)) != 0 ||
-		strcmp(json + len - strlen(suffix), suffix) != 0)
-		elog(ERROR, "unexpected Extended JSON layout from libbson: %s", json);
-	return cstring_to_text_with_len(json + strlen(prefix),
-									len - strlen(prefix) - strlen(suffix));
+	return cstring_to_text(bson_value_to_json(value, BSON_OUTPUT_RELAXED));
 }
 
 /* bson_get_text(doc, path): bson_value_as_text of the value at path */

@@ -178,29 +178,6 @@ bson_data_from_json(const char *json, size_t len)
 	return result;
 }
 
-/* Render a bson datum as Extended JSON text (palloc'd). */
-char *
-bson_data_to_json(const BsonData *data, BsonOutputMode mode)
-{
-	bson_t		b;
-	char	   *json;
-	char	   *result;
-	size_t		len;
-
-	bson_init_from_data(&b, data);
-	if (mode == BSON_OUTPUT_CANONICAL)
-		json = bson_as_canonical_extended_json(&b, &len);
-	else
-		json = bson_as_relaxed_extended_json(&b, &len);
-	if (json == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("bson value cannot be rendered as Extended JSON")));
-	result = pnstrdup(json, len);
-	bson_free(json);
-	return result;
-}
-
 Datum
 bsoncrypt_bson_in(PG_FUNCTION_ARGS)
 {

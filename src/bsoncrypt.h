@@ -46,8 +46,11 @@ extern void bson_validate_bytes(const uint8_t *data, size_t len,
 extern BsonData *bson_data_from_bson(const bson_t *b);
 extern void bson_init_from_data(bson_t *b, const BsonData *data);
 extern BsonData *bson_data_from_json(const char *json, size_t len);
-extern char *bson_data_to_json(const BsonData *data, BsonOutputMode mode);
 extern const char *bson_type_name(bson_type_t type);
+
+/* bson_ejson.c */
+extern char *bson_data_to_json(const BsonData *data, BsonOutputMode mode);
+extern char *bson_value_to_json(const bson_iter_t *value, BsonOutputMode mode);
 
 /* bson_path.c */
 extern bool bson_find_path(const bson_t *doc, const char *path,

@@ -33,7 +33,7 @@ RETURNS text AS 'MODULE_PATHNAME', 'bsoncrypt_decrypt_get_text' LANGUAGE C STABL
 -- doc ~> 'path'   the value at path, decrypted, as {"": value}
 -- doc ~>> 'path'  the same as text
 -- value ## 'key'  deterministic encryption of {"": value} with a keyAltName:
---                 WHERE doc -> 'ssn' = '{"": "123-45-6789"}' ## 'hr'
+--                 WHERE doc -> 'ssn' = '{"": "123-45-6789"}'::bson ## 'hr'
 CREATE OPERATOR ~> (LEFTARG = bson, RIGHTARG = text, FUNCTION = decrypt_get);
 CREATE OPERATOR ~>> (LEFTARG = bson, RIGHTARG = text, FUNCTION = decrypt_get_text);
 CREATE OPERATOR ## (LEFTARG = bson, RIGHTARG = text, FUNCTION = encrypt_deterministic);
