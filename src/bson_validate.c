@@ -71,13 +71,36 @@ path_pop(Validator *v, size_t saved)
 	v->path[saved] = '\0';
 }
 
+/*
+ * UTF-8 validity, with a fast path for the ASCII that most strings are:
+ * eight bytes at a time while no byte has its high bit set (nor is zero,
+ * unless NULs are allowed); libbson checks whatever remains.
+ */
+static bool
+utf8_valid(const char *s, size_t len, bool allow_nul)
+{
+	const uint64_t high = UINT64_C(0x8080808080808080);
+	const uint64_t ones = UINT64_C(0x0101010101010101);
+	size_t		i = 0;
+
+	for (; i + 8 <= len; i += 8)
+	{
+		uint64_t	w;
+
+		memcpy(&w, s + i, sizeof(w));
+		if ((w & high) != 0 || (!allow_nul && ((w - ones) & ~w & high) != 0))
+			break;
+	}
+	return i == len || bson_utf8_validate(s + i, len - i, allow_nul);
+}
+
 static bool
 check_utf8(Validator *v, const char *s, size_t len, bool allow_nul,
 		   const uint8_t *at, const char *what)
 {
 	char		message[96];
 
-	if (bson_utf8_validate(s, len, allow_nul))
+	if (utf8_valid(s, len, allow_nul))
 		return true;
 	snprintf(message, sizeof(message), "%s is not valid UTF-8", what);
 	return fail(v, at - v->base, message);

@@ -34,6 +34,7 @@
 #include "fle_aead.h"
 
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -636,14 +637,17 @@ fle_unwrap_key(const uint8_t master[FLE_KEY_LEN],
 
 /*
  * Bytes [FLE_RANDOM_POOL_LEN - avail, FLE_RANDOM_POOL_LEN) are unused;
- * everything before them has been handed out and zeroed.  owner is the pid
- * that filled the pool: a forked child must never reuse its parent's bytes.
+ * everything before them has been handed out and zeroed.  A forked child
+ * must never reuse its parent's bytes: a fork handler, registered before
+ * the first fill, empties the pool in every child.  (Checking getpid() on
+ * every draw would also work, but it is a system call, too slow to make
+ * for every IV.)
  */
 static struct
 {
 	uint8_t		bytes[FLE_RANDOM_POOL_LEN];
 	size_t		avail;
-	pid_t		owner;
+	int			fork_handler_registered;
 }			fle_pool;
 
 void
@@ -651,12 +655,23 @@ fle_random_discard(void)
 {
 	fle_secure_zero(fle_pool.bytes, sizeof(fle_pool.bytes));
 	fle_pool.avail = 0;
-	fle_pool.owner = 0;
+}
+
+static void
+fle_random_after_fork_in_child(void)
+{
+	fle_random_discard();
 }
 
 static int
 fle_pool_refill(void)
 {
+	if (!fle_pool.fork_handler_registered)
+	{
+		if (pthread_atfork(NULL, NULL, fle_random_after_fork_in_child) != 0)
+			return 0;
+		fle_pool.fork_handler_registered = 1;
+	}
 	if (RAND_bytes(fle_pool.bytes, FLE_RANDOM_POOL_LEN) != 1)
 	{
 		fle_random_discard();
@@ -708,17 +723,10 @@ fle_random_from_pool(uint8_t *out, size_t len)
 int
 fle_random_bytes(uint8_t *out, size_t len)
 {
-	pid_t		pid = getpid();
 	int			ok;
 
 	if (out == NULL)
 		return len == 0;
-
-	if (fle_pool.owner != pid)
-	{
-		fle_random_discard();
-		fle_pool.owner = pid;
-	}
 
 	if (len > FLE_RANDOM_POOL_LEN / 4)
 		ok = fle_random_direct(out, len);
