@@ -23,5 +23,5 @@ mkdir -p "$demo"
 "${run[@]}" scripts/cluster.sh start "$demo" "$port"
 trap '"${run[@]}" scripts/cluster.sh stop "$demo"' EXIT
 echo "== demo on a throwaway cluster in $demo (port $port)"
-"${run[@]}" psql -X -h "$demo" -p "$port" -U postgres -d postgres \
+BSONCRYPT_DEMO_DIR=$demo "${run[@]}" psql -X -h "$demo" -p "$port" -U postgres -d postgres \
 	-v ON_ERROR_STOP=1 -f scripts/demo.sql

@@ -13,6 +13,7 @@
 
 #include "kms.h"
 #include "key_cache.h"
+#include "rotation.h"
 
 PG_MODULE_MAGIC;
 
@@ -41,6 +42,7 @@ _PG_init(void)
 
 	kms_define_settings();
 	key_cache_define_settings();
+	rotation_init();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }

@@ -1,0 +1,894 @@
+/*-------------------------------------------------------------------------
+ *
+ * rotation_worker.c
+ *	  Automatic master-key rotation by background workers.
+ *
+ *	  A launcher (a static background worker, started once recovery has
+ *	  finished, so never on a standby) looks at pg_database every minute and
+ *	  starts a rotation worker for every connectable, non-template database
+ *	  that has none (at most once a minute per database).  A rotation worker
+ *	  exits at once if its database does not have the extension; otherwise
+ *	  it does the rotations that are due (requested, interrupted, a retry
+ *	  whose time has come, or a periodic one) and leaves when it has been
+ *	  idle for two seconds, so that it never keeps a database from being
+ *	  dropped or used as a template for long.  bsoncrypt.rotate_master_key()
+ *	  wakes the worker of its database when its transaction commits, or
+ *	  starts one.
+ *
+ *	  The state of rotations lives in the table bsoncrypt.rotation_state,
+ *	  one row per master key provider, so that a rotation survives crashes
+ *	  and restarts: a row in state 'requested' or 'rewrapping' (or 'failed'
+ *	  whose next_attempt has come) is work to do.  A rotation of a provider:
+ *
+ *	  1. asks the provider for its current version and probes it (loaded by
+ *		 name as well, a random secret wrapped and unwrapped) before any row
+ *		 is touched;
+ *	  2. rewraps, in batches of bsoncrypt.rotation_batch_size rows, each in
+ *		 its own transaction, every data key of the provider not wrapped by
+ *		 that version (walking key_vault by _id), then the rows of
+ *		 bsoncrypt.relation_keys likewise when that table exists.  Rows
+ *		 locked by other sessions are skipped and picked up by another pass;
+ *	  3. marks the row 'done' when no key of the provider is left on another
+ *		 version.
+ *
+ *	  Every batch UPDATE changes key_material and master_key_version of a row
+ *	  together, so each key is wrapped by exactly the version it names at
+ *	  every instant: a crash anywhere loses nothing, and the worker just
+ *	  starts the rotation again (keys already on the new version are
+ *	  skipped).  Errors stop the rotation with last_error set; it is retried
+ *	  after bsoncrypt.rotation_retry_delay, doubling up to 64 times that.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/resource.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "rotation.h"
+
+PG_FUNCTION_INFO_V1(bsoncrypt_rotation_wake);
+PG_FUNCTION_INFO_V1(bsoncrypt_rotation_worker_pid);
+
+/* entry points, looked up by name: exported like SQL functions */
+extern PGDLLEXPORT void bsoncrypt_rotation_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void bsoncrypt_rotation_worker_main(Datum main_arg);
+
+#define ROTATION_MAX_DATABASES 64
+#define ROTATION_LINGER_MS 2000L		/* an idle worker leaves after this */
+#define LAUNCHER_NAPTIME_MS 60000L		/* look for new databases */
+#define LAUNCHER_RESPAWN_SECS 60		/* at most one start per database per minute */
+#define ROTATION_LOCKED_RETRY_MS 1000L	/* wait for rows locked by others */
+
+/* settings */
+static int	rotation_interval = 0;		/* seconds, 0 = off */
+static int	rotation_batch_size = 1000;
+static int	rotation_batch_delay = 0;	/* milliseconds */
+static int	rotation_retry_delay = 10;	/* seconds */
+static int	rotation_nice = 0;			/* CPU niceness of the worker */
+
+typedef struct RotationSlot
+{
+	Oid			dboid;			/* InvalidOid: free */
+	pid_t		pid;
+	Latch	   *latch;
+} RotationSlot;
+
+typedef struct RotationShmem
+{
+	slock_t		mutex;
+	RotationSlot slots[ROTATION_MAX_DATABASES];
+} RotationShmem;
+
+static RotationShmem *rotation_shmem = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static bool wake_at_commit = false;
+static bool xact_callback_registered = false;
+
+/* ----------------------------------------------------------------
+ *		Settings and shared memory
+ * ----------------------------------------------------------------
+ */
+
+static void
+rotation_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(RotationShmem)));
+}
+
+static void
+rotation_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	rotation_shmem = ShmemInitStruct("bsoncrypt rotation", sizeof(RotationShmem), &found);
+	if (!found)
+	{
+		memset(rotation_shmem, 0, sizeof(RotationShmem));
+		SpinLockInit(&rotation_shmem->mutex);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+rotation_init(void)
+{
+	BackgroundWorker worker;
+
+	DefineCustomIntVariable("bsoncrypt.master_key_rotation_interval",
+							"Time between automatic master-key rotations.",
+							"The rotation worker rewraps every key not on its provider's current master key version this often; 0 turns periodic rotation off.",
+							&rotation_interval,
+							0, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.rotation_batch_size",
+							"Keys rewrapped per transaction by the rotation worker.",
+							"Sessions that change a key wait at most one batch; encryption and decryption never wait.",
+							&rotation_batch_size,
+							1000, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.rotation_batch_delay",
+							"Pause of the rotation worker between two batches.",
+							"Limits the load of a rotation on a busy server.",
+							&rotation_batch_delay,
+							0, 0, 60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.rotation_retry_delay",
+							"Wait before retrying a failed rotation; doubles after each failure, up to 64 times.",
+							NULL,
+							&rotation_retry_delay,
+							10, 1, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("bsoncrypt.rotation_nice",
+							"CPU niceness of the rotation worker (as nice(1)).",
+							"With a higher value the worker yields the CPU to sessions and rotates with the CPU left over; 0 runs it at the priority of the server. Taken when a worker starts.",
+							&rotation_nice,
+							0, 0, 19,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = rotation_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = rotation_shmem_startup;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	strlcpy(worker.bgw_library_name, "bsoncrypt", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "bsoncrypt_rotation_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "bsoncrypt rotation launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "bsoncrypt rotation launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* Is a rotation worker registered for the database?  Its pid, or 0. */
+static pid_t
+slot_pid(Oid dboid, Latch **latch)
+{
+	pid_t		pid = 0;
+
+	SpinLockAcquire(&rotation_shmem->mutex);
+	for (int i = 0; i < ROTATION_MAX_DATABASES; i++)
+	{
+		if (rotation_shmem->slots[i].dboid == dboid)
+		{
+			pid = rotation_shmem->slots[i].pid;
+			if (latch)
+				*latch = rotation_shmem->slots[i].latch;
+			break;
+		}
+	}
+	SpinLockRelease(&rotation_shmem->mutex);
+	return pid;
+}
+
+static bool
+slot_claim(Oid dboid)
+{
+	int			free_slot = -1;
+
+	SpinLockAcquire(&rotation_shmem->mutex);
+	for (int i = 0; i < ROTATION_MAX_DATABASES; i++)
+	{
+		if (rotation_shmem->slots[i].dboid == dboid)
+		{
+			SpinLockRelease(&rotation_shmem->mutex);
+			return false;
+		}
+		if (free_slot < 0 && rotation_shmem->slots[i].dboid == InvalidOid)
+			free_slot = i;
+	}
+	if (free_slot >= 0)
+	{
+		rotation_shmem->slots[free_slot].dboid = dboid;
+		rotation_shmem->slots[free_slot].pid = MyProcPid;
+		rotation_shmem->slots[free_slot].latch = MyLatch;
+	}
+	SpinLockRelease(&rotation_shmem->mutex);
+	if (free_slot < 0)
+		ereport(LOG,
+				(errmsg("bsoncrypt: no free rotation worker slot for database %u", dboid),
+				 errhint("At most %d databases can have a bsoncrypt rotation worker.",
+						 ROTATION_MAX_DATABASES)));
+	return free_slot >= 0;
+}
+
+static void
+slot_release(int code, Datum arg)
+{
+	SpinLockAcquire(&rotation_shmem->mutex);
+	for (int i = 0; i < ROTATION_MAX_DATABASES; i++)
+	{
+		if (rotation_shmem->slots[i].dboid == DatumGetObjectId(arg) &&
+			rotation_shmem->slots[i].pid == MyProcPid)
+		{
+			rotation_shmem->slots[i].dboid = InvalidOid;
+			rotation_shmem->slots[i].pid = 0;
+			rotation_shmem->slots[i].latch = NULL;
+		}
+	}
+	SpinLockRelease(&rotation_shmem->mutex);
+}
+
+static bool
+start_database_worker(Oid dboid, pid_t notify_pid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "bsoncrypt", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "bsoncrypt_rotation_worker_main", BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "bsoncrypt rotation worker for database %u", dboid);
+	strlcpy(worker.bgw_type, "bsoncrypt rotation worker", BGW_MAXLEN);
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = notify_pid;
+	return RegisterDynamicBackgroundWorker(&worker, NULL);
+}
+
+static void
+check_preloaded(void)
+{
+	if (rotation_shmem == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the bsoncrypt rotation worker is not available"),
+				 errhint("Add bsoncrypt to shared_preload_libraries and restart the server.")));
+}
+
+/* ----------------------------------------------------------------
+ *		SQL-callable
+ * ----------------------------------------------------------------
+ */
+
+static void
+rotation_xact_callback(XactEvent event, void *arg)
+{
+	Latch	   *latch = NULL;
+
+	if (!wake_at_commit)
+		return;
+	if (event == XACT_EVENT_COMMIT)
+	{
+		wake_at_commit = false;
+		if (rotation_shmem == NULL)
+			return;
+		if (slot_pid(MyDatabaseId, &latch) != 0 && latch != NULL)
+			SetLatch(latch);
+		else if (!start_database_worker(MyDatabaseId, 0))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start a bsoncrypt rotation worker for this database"),
+					 errhint("Raise max_worker_processes; the launcher starts the rotation within a minute once a worker is free.")));
+	}
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
+		wake_at_commit = false;
+}
+
+/*
+ * _wake_rotation_worker(): when the transaction commits, wake this
+ * database's rotation worker, or start one.
+ */
+Datum
+bsoncrypt_rotation_wake(PG_FUNCTION_ARGS)
+{
+	check_preloaded();
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(rotation_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_at_commit = true;
+	PG_RETURN_VOID();
+}
+
+/* _rotation_worker_pid() -> integer: this database's rotation worker */
+Datum
+bsoncrypt_rotation_worker_pid(PG_FUNCTION_ARGS)
+{
+	pid_t		pid;
+
+	if (rotation_shmem == NULL)
+		PG_RETURN_NULL();
+	pid = slot_pid(MyDatabaseId, NULL);
+	if (pid == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_INT32((int32) pid);
+}
+
+/* ----------------------------------------------------------------
+ *		The launcher
+ * ----------------------------------------------------------------
+ */
+
+typedef struct LaunchedDb
+{
+	Oid			dboid;
+	TimestampTz started;
+} LaunchedDb;
+
+static List *
+connectable_databases(MemoryContext cxt)
+{
+	List	   *dbs = NIL;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+		MemoryContext old;
+
+		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
+			continue;
+		old = MemoryContextSwitchTo(cxt);
+		dbs = lappend_oid(dbs, db->oid);
+		MemoryContextSwitchTo(old);
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dbs;
+}
+
+void
+bsoncrypt_rotation_launcher_main(Datum main_arg)
+{
+	MemoryContext cxt;
+	LaunchedDb *launched = NULL;
+	int			nlaunched = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("bsoncrypt rotation launcher");
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "bsoncrypt launcher", ALLOCSET_DEFAULT_SIZES);
+	launched = MemoryContextAllocZero(TopMemoryContext, sizeof(LaunchedDb) * ROTATION_MAX_DATABASES);
+
+	for (;;)
+	{
+		List	   *dbs;
+		ListCell   *lc;
+		TimestampTz now;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(cxt);
+		dbs = connectable_databases(cxt);
+		now = GetCurrentTimestamp();
+		foreach(lc, dbs)
+		{
+			Oid			dboid = lfirst_oid(lc);
+			int			i;
+
+			if (slot_pid(dboid, NULL) != 0)
+				continue;
+			for (i = 0; i < nlaunched; i++)
+				if (launched[i].dboid == dboid)
+					break;
+			if (i < nlaunched &&
+				!TimestampDifferenceExceeds(launched[i].started, now,
+											LAUNCHER_RESPAWN_SECS * 1000))
+				continue;
+			if (i == nlaunched)
+			{
+				if (nlaunched == ROTATION_MAX_DATABASES)
+				{
+					/* forget the oldest start; it is past its respawn delay */
+					memmove(&launched[0], &launched[1], sizeof(LaunchedDb) * (nlaunched - 1));
+					i = --nlaunched;
+				}
+				nlaunched++;
+			}
+			launched[i].dboid = dboid;
+			launched[i].started = now;
+			if (!start_database_worker(dboid, MyProcPid))
+			{
+				ereport(LOG,
+						(errmsg("bsoncrypt: could not start a rotation worker for database %u", dboid),
+						 errhint("Raise max_worker_processes.")));
+				break;
+			}
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/* ----------------------------------------------------------------
+ *		The rotation worker of a database
+ * ----------------------------------------------------------------
+ */
+
+static void
+begin_tx(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+commit_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+}
+
+static void
+run_sql(const char *sql, int nargs, Oid *argtypes, Datum *values, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "bsoncrypt rotation: SPI failed (%s) running: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+static bool
+relation_keys_exist(void)
+{
+	Oid			nsp = get_namespace_oid("bsoncrypt", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("relation_keys", nsp));
+}
+
+/* Keys of provider not on version: how many, and on which versions. */
+static int64
+keys_to_rewrap(const char *provider, const char *version, Datum *versions)
+{
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	int64		count;
+	StringInfoData sql;
+
+	values[0] = CStringGetTextDatum(provider);
+	values[1] = CStringGetTextDatum(version);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "SELECT pg_catalog.count(*)::int8,"
+						   "       coalesce(pg_catalog.array_agg(DISTINCT v ORDER BY v), '{}')"
+						   "  FROM (SELECT master_key_version FROM bsoncrypt.key_vault"
+						   "         WHERE bsoncrypt.bson_get_text(master_key, 'provider') = $1"
+						   "           AND master_key_version <> $2");
+	if (relation_keys_exist())
+		appendStringInfoString(&sql,
+							   " UNION ALL SELECT master_key_version FROM bsoncrypt.relation_keys"
+							   "  WHERE provider = $1 AND master_key_version <> $2");
+	appendStringInfoString(&sql, ") AS x(v)");
+	run_sql(sql.data, 2, argtypes, values, SPI_OK_SELECT);
+	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (versions)
+		*versions = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 2, &isnull),
+									  false, -1);
+	return count;
+}
+
+static void
+add_keys_done(const char *provider, uint64 n)
+{
+	Oid			argtypes[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	if (n == 0)
+		return;
+	values[0] = CStringGetTextDatum(provider);
+	values[1] = Int64GetDatum((int64) n);
+	run_sql("UPDATE bsoncrypt.rotation_state"
+			"   SET keys_done = keys_done + $2,"
+			"       keys_total = greatest(keys_total, keys_done + $2)"
+			" WHERE provider = $1",
+			2, argtypes, values, SPI_OK_UPDATE);
+}
+
+static void
+between_batches(long delay_ms)
+{
+	if (!PostmasterIsAlive())
+		proc_exit(1);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+	if (delay_ms > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 delay_ms, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Rotate every key of a provider to its current version. */
+static void
+rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
+{
+	char	   *version;
+	Datum		from_versions;
+	int64		remaining;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID};
+	Datum		values[4];
+
+	/* 1. the new version, checked before any row is touched */
+	begin_tx();
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		version = pstrdup(master_key_cache_current(cache, provider));
+		MemoryContextSwitchTo(old);
+	}
+	remaining = keys_to_rewrap(provider, version, &from_versions);
+	values[0] = CStringGetTextDatum(provider);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = Int64GetDatum(remaining);
+	values[3] = from_versions;
+	run_sql("UPDATE bsoncrypt.rotation_state s"
+			"   SET state = 'rewrapping', to_version = $2,"
+			"       from_versions = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
+			"                            THEN ARRAY(SELECT DISTINCT v FROM unnest(s.from_versions || $4) v ORDER BY v)"
+			"                            ELSE $4 END,"
+			"       keys_total = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
+			"                         THEN s.keys_done + $3 ELSE $3 END,"
+			"       keys_done = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
+			"                        THEN s.keys_done ELSE 0 END,"
+			"       started = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
+			"                      THEN s.started ELSE pg_catalog.now() END,"
+			"       finished = NULL"
+			" WHERE s.provider = $1",
+			4, argtypes, values, SPI_OK_UPDATE);
+	commit_tx();
+	ereport(LOG,
+			(errmsg("bsoncrypt: rotating " INT64_FORMAT " keys of provider \"%s\" to master key version \"%s\"",
+					remaining, provider, version)));
+
+	/* 2. rewrap in batches, each in its own transaction */
+	for (;;)
+	{
+		pg_uuid_t	after;
+		bool		have_after = false;
+		bool		relation_keys;
+
+		for (;;)
+		{
+			RewrapBatch batch;
+			int			size = rotation_batch_size;
+
+			begin_tx();
+			rewrap_key_vault_batch(cache, provider, version, size,
+								   have_after ? &after : NULL, &batch);
+			add_keys_done(provider, batch.rewrapped);
+			commit_tx();
+			if (batch.scanned == 0)
+				break;
+			after = batch.last_id;
+			have_after = true;
+			if (batch.scanned < (uint64) size)
+				break;
+			between_batches(rotation_batch_delay);
+		}
+
+		begin_tx();
+		relation_keys = relation_keys_exist();
+		commit_tx();
+		while (relation_keys)
+		{
+			RewrapBatch batch;
+
+			begin_tx();
+			rewrap_relation_keys_batch(cache, provider, version, rotation_batch_size, &batch);
+			add_keys_done(provider, batch.rewrapped);
+			commit_tx();
+			if (batch.scanned == 0)
+				break;
+			between_batches(rotation_batch_delay);
+		}
+
+		/* 3. done when nothing is left on another version */
+		begin_tx();
+		remaining = keys_to_rewrap(provider, version, NULL);
+		if (remaining == 0)
+		{
+			values[0] = CStringGetTextDatum(provider);
+			run_sql("UPDATE bsoncrypt.rotation_state"
+					"   SET state = 'done', finished = pg_catalog.now(),"
+					"       failures = 0, next_attempt = NULL"
+					" WHERE provider = $1 AND state = 'rewrapping'",
+					1, argtypes, values, SPI_OK_UPDATE);
+		}
+		commit_tx();
+		if (remaining == 0)
+			break;
+		/* keys locked by other sessions (or just created on an old version) */
+		between_batches(ROTATION_LOCKED_RETRY_MS);
+	}
+	ereport(LOG,
+			(errmsg("bsoncrypt: every key of provider \"%s\" is on master key version \"%s\"",
+					provider, version)));
+}
+
+static void
+record_failure(const char *provider, const char *message)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
+	Datum		values[3];
+
+	begin_tx();
+	values[0] = CStringGetTextDatum(provider);
+	values[1] = CStringGetTextDatum(message);
+	values[2] = Int32GetDatum(rotation_retry_delay);
+	run_sql("UPDATE bsoncrypt.rotation_state"
+			"   SET state = 'failed', last_error = $2, last_error_time = pg_catalog.now(),"
+			"       failures = failures + 1,"
+			"       next_attempt = pg_catalog.now() + pg_catalog.make_interval(secs =>"
+			"           $3::float8 * pg_catalog.power(2, least(failures, 6)))"
+			" WHERE provider = $1",
+			3, argtypes, values, SPI_OK_UPDATE);
+	commit_tx();
+}
+
+/*
+ * One round: request a periodic rotation if due, then rotate one provider
+ * that has work.  Returns 0 after a rotation, else the milliseconds until a
+ * failed rotation is due for a retry, or -1 when there is nothing to do.
+ */
+static long
+worker_round(MemoryContext cxt)
+{
+	char	   *provider = NULL;
+	long		wait_ms = -1;
+	bool		isnull;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+
+	begin_tx();
+	run_sql("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'bsoncrypt'",
+			0, NULL, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		commit_tx();
+		ereport(DEBUG1, (errmsg("bsoncrypt: extension not in this database, rotation worker exits")));
+		proc_exit(0);
+	}
+	if (rotation_interval > 0 && !RecoveryInProgress())
+	{
+		values[0] = Int32GetDatum(rotation_interval);
+		run_sql("SELECT bsoncrypt._request_rotation(NULL)"
+				" WHERE NOT EXISTS (SELECT 1 FROM bsoncrypt.rotation_state"
+				"                    WHERE state IN ('requested', 'rewrapping', 'failed')"
+				"                       OR coalesce(finished, requested) >"
+				"                          pg_catalog.now() - pg_catalog.make_interval(secs => $1))",
+				1, argtypes, values, SPI_OK_SELECT);
+	}
+	run_sql("SELECT provider FROM bsoncrypt.rotation_state"
+			" WHERE state IN ('requested', 'rewrapping')"
+			"    OR (state = 'failed' AND next_attempt <= pg_catalog.now())"
+			" ORDER BY state = 'failed', provider LIMIT 1",
+			0, NULL, NULL, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		provider = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContextSwitchTo(old);
+	}
+	else
+	{
+		Datum		d;
+
+		run_sql("SELECT (EXTRACT(epoch FROM pg_catalog.min(next_attempt) - pg_catalog.now()) * 1000)::int8"
+				"  FROM bsoncrypt.rotation_state WHERE state = 'failed'",
+				0, NULL, NULL, SPI_OK_SELECT);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			wait_ms = Max(DatumGetInt64(d), 10);
+	}
+	commit_tx();
+
+	if (provider != NULL)
+	{
+		MasterKeyCache *volatile cache = NULL;
+
+		PG_TRY();
+		{
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			cache = master_key_cache_create();
+			MemoryContextSwitchTo(old);
+			rotate_provider(cache, provider, cxt);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			master_key_cache_free(cache);
+			cache = NULL;
+			ereport(LOG,
+					(errmsg("bsoncrypt: rotation of the master keys of provider \"%s\" failed: %s",
+							provider, edata->message),
+					 errhint("It is retried after bsoncrypt.rotation_retry_delay; see bsoncrypt.rotation_status.")));
+			record_failure(provider, edata->message);
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		master_key_cache_free(cache);
+		wait_ms = 0;
+	}
+	return wait_ms;
+}
+
+/* Is a rotation waiting (requested, interrupted, or a retry due)? */
+static bool
+has_work(void)
+{
+	bool		found;
+
+	begin_tx();
+	run_sql("SELECT 1 FROM bsoncrypt.rotation_state"
+			" WHERE state IN ('requested', 'rewrapping')"
+			"    OR (state = 'failed' AND next_attempt <= pg_catalog.now())",
+			0, NULL, NULL, SPI_OK_SELECT);
+	found = SPI_processed > 0;
+	commit_tx();
+	return found;
+}
+
+void
+bsoncrypt_rotation_worker_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	MemoryContext cxt;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("bsoncrypt rotation worker");
+
+	if (!slot_claim(dboid))
+		proc_exit(0);
+	on_shmem_exit(slot_release, ObjectIdGetDatum(dboid));
+
+	/* rotate with the CPU that sessions leave over */
+	errno = 0;
+	if (rotation_nice > 0 && getpriority(PRIO_PROCESS, 0) < rotation_nice && errno == 0 &&
+		setpriority(PRIO_PROCESS, 0, rotation_nice) != 0)
+		ereport(LOG,
+				(errmsg("bsoncrypt: could not set the rotation worker's niceness to %d: %m",
+						rotation_nice)));
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "bsoncrypt rotation", ALLOCSET_DEFAULT_SIZES);
+	for (;;)
+	{
+		long		wait_ms;
+		int			rc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(cxt);
+		wait_ms = worker_round(cxt);
+		if (wait_ms == 0)
+			continue;
+		if (wait_ms > 0 && wait_ms <= ROTATION_LINGER_MS)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 wait_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+
+		/*
+		 * Nothing to do soon: wait a little for a new request, then leave,
+		 * so that the database can be dropped or used as a template.  The
+		 * launcher comes back within a minute (for periodic rotations and
+		 * retries), rotate_master_key() at once.  The slot is released
+		 * before the last look at rotation_state, so a request committed
+		 * in between either sees no worker (and starts one) or is seen.
+		 */
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   ROTATION_LINGER_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		if (rc & WL_LATCH_SET)
+			continue;
+		slot_release(0, ObjectIdGetDatum(dboid));
+		if (!has_work() || !slot_claim(dboid))
+			break;
+	}
+	proc_exit(0);
+}
