@@ -2,7 +2,7 @@
 # Run bsoncrypt's whole test suite as an unprivileged user, after
 # scripts/test.sh has installed packages and the extension:
 #   1. pure-crypto unit tests (no server)
-#   2. libmongocrypt oracle self-test (no server)
+#   2. fuzz seeds replayed; libmongocrypt oracle self-test (no server)
 #   3. pg_regress + isolation tests against a throwaway cluster
 #   4. TAP tests (each starts its own clusters), whose summary ends the run
 set -euo pipefail
@@ -17,6 +17,9 @@ if [ -f test/unit/Makefile ]; then
 	echo "== unit tests (pure crypto)"
 	make -s -C test/unit check
 fi
+echo "== fuzz seed replay (validator and Extended JSON round trips)"
+make -s -C bench/fuzz check
+
 if [ -f test/oracle/Makefile ]; then
 	echo "== libmongocrypt oracle self-test"
 	make -s -C test/oracle check

@@ -34,6 +34,7 @@ INSERT INTO all_types VALUES
   ('double_frac', '{"v": [59.9, 0.1, 1e300, 5e-324]}'),
   ('date_10000', '{"v": {"$date": {"$numberLong": "253402300800000"}}}'),
   ('date_9999',  '{"v": {"$date": {"$numberLong": "253402300799999"}}}'),
+  ('type_operator', '{"v": {"$type": {"$numberInt": "5"}}}'),
   ('string_ctl', '{"v": "tab\t quote\" backslash\\ nl\n bell\u0007 del\u007f"}'),
   ('decimal128', '{"v": {"$numberDecimal": "1.234E+5"}}'),
   ('minKey',     '{"v": {"$minKey": 1}}'),
@@ -141,6 +142,11 @@ SELECT '\x0f0000000261ff0002000000610000'::bytea::bson;    -- invalid UTF-8 in f
 SELECT '\x0c0000009961000100000000'::bytea::bson;          -- unknown element type 0x99
 SELECT '\x160000000361000f0000000262000200000078000000'::bytea::bson; -- nested length lies
 SELECT '\x160000000461000e00000002300002000000ff000000'::bytea::bson; -- bad string in array
+SELECT '\x170000000f61000f000000020000007879050000000000'::bytea::bson; -- code-with-scope string not terminated
+SELECT '\x0f00000002610003000000c0800000'::bytea::bson;   -- overlong NUL (C0 80) is not UTF-8
+SELECT '\x140000000461000c000000103500010000000000'::bytea::bson; -- array keys must be 0, 1, ...
+SELECT '{"a": "x\u0000y"}'::bson ->> 'a';                 -- text cannot hold NUL
+SELECT '{"a": "x\u0000y"}'::bson -> 'a';                  -- bson can
 -- nesting: the JSON parser takes 98 levels; more is refused, never a crash
 SELECT octet_length((repeat('{"a":', 98) || '1' || repeat('}', 98))::bson::bytea) AS depth_98_ok;
 SELECT (repeat('{"a":', 99) || '1' || repeat('}', 99))::bson;

@@ -313,7 +313,12 @@ append_document(StringInfo out, const bson_iter_t *start, bool is_array,
 			append_json_string(out, bson_iter_key(&iter), bson_iter_key_len(&iter));
 			appendStringInfoString(out, " : ");
 		}
-		append_value(out, &iter, canonical);
+
+		/*
+		 * Under a $-key ({"$type": 5}, a query operator) a relaxed value could
+		 * read back as an Extended JSON wrapper; keep such values canonical.
+		 */
+		append_value(out, &iter, canonical || (!is_array && bson_iter_key(&iter)[0] == '$'));
 	}
 	appendStringInfoString(out, is_array ? " ]" : " }");
 }

@@ -102,6 +102,11 @@ bson_value_as_text(const bson_iter_t *value)
 		uint32_t	slen;
 		const char *s = bson_iter_utf8(value, &slen);
 
+		if (memchr(s, '\0', slen) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+					 errmsg("string value contains a NUL character, which type text cannot hold"),
+					 errhint("Use -> (or ~>) to get the value as bson.")));
 		return cstring_to_text_with_len(s, slen);
 	}
 

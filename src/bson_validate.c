@@ -26,7 +26,7 @@ typedef struct Validator
 } Validator;
 
 static bool validate_embedded(Validator *v, const uint8_t *data, uint32_t len,
-							  int depth);
+							  int depth, bool is_array);
 
 static bool
 fail(Validator *v, size_t offset, const char *message)
@@ -91,7 +91,12 @@ utf8_valid(const char *s, size_t len, bool allow_nul)
 		if ((w & high) != 0 || (!allow_nul && ((w - ones) & ~w & high) != 0))
 			break;
 	}
-	return i == len || bson_utf8_validate(s + i, len - i, allow_nul);
+	if (i == len)
+		return true;
+	/* 0xC0 and 0xC1 never occur in UTF-8; libbson lets C0 80 (an overlong NUL) pass */
+	if (memchr(s + i, 0xC0, len - i) != NULL || memchr(s + i, 0xC1, len - i) != NULL)
+		return false;
+	return bson_utf8_validate(s + i, len - i, allow_nul);
 }
 
 static bool
@@ -155,15 +160,18 @@ validate_element(Validator *v, const bson_iter_t *iter, int depth)
 				const uint8_t *scope;
 				const char *code = bson_iter_codewscope(iter, &len, &scope_len, &scope);
 
+				/* libbson's iterator does not check this terminator */
+				if (code[len] != '\0')
+					return fail(v, at - v->base, "code string is not terminated");
 				return check_utf8(v, code, len, true, at, "code") &&
-					validate_embedded(v, scope, scope_len, depth + 1);
+					validate_embedded(v, scope, scope_len, depth + 1, false);
 			}
 		case BSON_TYPE_DOCUMENT:
 			bson_iter_document(iter, &len, &data);
-			return validate_embedded(v, data, len, depth + 1);
+			return validate_embedded(v, data, len, depth + 1, false);
 		case BSON_TYPE_ARRAY:
 			bson_iter_array(iter, &len, &data);
-			return validate_embedded(v, data, len, depth + 1);
+			return validate_embedded(v, data, len, depth + 1, true);
 		default:
 			/* fixed-size and binary values: bson_iter_next checked bounds */
 			return true;
@@ -172,14 +180,27 @@ validate_element(Validator *v, const bson_iter_t *iter, int depth)
 
 static bool
 validate_elements(Validator *v, bson_iter_t *iter, const uint8_t *doc_start,
-				  int depth)
+				  int depth, bool is_array)
 {
+	unsigned long index = 0;
+
 	while (bson_iter_next(iter))
 	{
 		const char *key = bson_iter_key(iter);
 		uint32_t	keylen = bson_iter_key_len(iter);
 		size_t		saved;
 		bool		ok;
+
+		/* array keys are "0", "1", ... in order (paths and output rely on it) */
+		if (is_array)
+		{
+			char		expected[24];
+
+			snprintf(expected, sizeof(expected), "%lu", index++);
+			if (strcmp(key, expected) != 0)
+				return fail(v, iter->off + (doc_start - v->base),
+							"array element keys must be 0, 1, 2, ... in order");
+		}
 
 		/* check the name before it goes into any message */
 		if (!check_utf8(v, key, keylen, false, (const uint8_t *) key, "field name"))
@@ -197,7 +218,8 @@ validate_elements(Validator *v, bson_iter_t *iter, const uint8_t *doc_start,
 }
 
 static bool
-validate_embedded(Validator *v, const uint8_t *data, uint32_t len, int depth)
+validate_embedded(Validator *v, const uint8_t *data, uint32_t len, int depth,
+				  bool is_array)
 {
 	bson_t		child;
 	bson_iter_t iter;
@@ -212,7 +234,7 @@ validate_embedded(Validator *v, const uint8_t *data, uint32_t len, int depth)
 	}
 	if (!bson_init_static(&child, data, len) || !bson_iter_init(&iter, &child))
 		return fail(v, data - v->base, "embedded document has a bad length");
-	return validate_elements(v, &iter, data, depth);
+	return validate_elements(v, &iter, data, depth, is_array);
 }
 
 bool
@@ -252,5 +274,5 @@ bson_validate_document(const uint8_t *data, size_t len,
 	}
 	if (data[len - 1] != 0)
 		return fail(&v, len - 1, "document is not terminated by a zero byte");
-	return validate_embedded(&v, data, (uint32_t) len, 1);
+	return validate_embedded(&v, data, (uint32_t) len, 1, false);
 }
