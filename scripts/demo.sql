@@ -54,3 +54,17 @@ SELECT provider, state, from_versions, to_version, keys_done, keys_total FROM ro
 SELECT master_key_version, count(*) AS keys FROM key_vault GROUP BY 1;
 \echo '== the data key bytes did not change: everything still decrypts'
 SELECT id, doc ~>> 'ssn' AS ssn FROM patients ORDER BY id;
+
+\echo '== at-rest encryption: the same documents in a heap table and an encrypted_heap table'
+CREATE TABLE records_heap (id int, doc bson) USING heap;
+CREATE TABLE records_encrypted (id int, doc bson) USING encrypted_heap;
+INSERT INTO records_heap SELECT id, decrypt(doc) FROM patients;
+INSERT INTO records_encrypted SELECT id, decrypt(doc) FROM patients;
+CHECKPOINT;
+SELECT relname AS "table", is_encrypted(oid::regclass) AS encrypted,
+       position(convert_to('Ann Smith', 'UTF8') IN pg_read_binary_file(pg_relation_filepath(oid))) > 0
+         AS "data file contains 'Ann Smith'"
+FROM pg_class WHERE relname IN ('records_heap', 'records_encrypted') ORDER BY 1;
+\echo '== queries see plaintext; the relation key is wrapped by the master key'
+SELECT id, doc ->> 'name' AS name FROM records_encrypted ORDER BY id;
+SELECT relation, provider, master_key_version FROM encrypted_relations;

@@ -13,6 +13,7 @@
 
 #include "kms.h"
 #include "key_cache.h"
+#include "tde.h"
 #include "rotation.h"
 
 PG_MODULE_MAGIC;
@@ -43,6 +44,7 @@ _PG_init(void)
 	kms_define_settings();
 	key_cache_define_settings();
 	rotation_init();
+	tde_define_settings();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }

@@ -1,6 +1,11 @@
 -- bsoncrypt 0.1: the bson type, its casts, accessors and operator classes.
 \echo Use "CREATE EXTENSION bsoncrypt" to load this file. \quit
 
+-- The extension's own tables are plain heap, whatever the database's default
+-- (default_table_access_method = encrypted_heap cannot apply before the
+-- access method exists).
+SET LOCAL default_table_access_method = heap;
+
 CREATE TYPE bson;
 
 CREATE FUNCTION bson_in(cstring) RETURNS bson

@@ -12,8 +12,11 @@ GRANT EXECUTE ON FUNCTION
     bson_object_keys(bson),
     bson_cmp(bson, bson), bson_eq(bson, bson), bson_ne(bson, bson),
     bson_lt(bson, bson), bson_le(bson, bson), bson_gt(bson, bson), bson_ge(bson, bson),
-    bson_hash(bson), bson_hash_extended(bson, bigint)
+    bson_hash(bson), bson_hash_extended(bson, bigint),
+    is_encrypted(regclass)
 TO PUBLIC;
+-- which relations are encrypted at rest, with which key version (no key material)
+GRANT SELECT ON encrypted_relations TO PUBLIC;
 
 CREATE FUNCTION grant_encryption(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog AS $$

@@ -1,0 +1,90 @@
+-- Transparent at-rest encryption: the encrypted_heap table access method.
+-- Every varlena value of such a table is stored as AES-256-GCM ciphertext
+-- under a random key of the relation file, wrapped by a master key.
+
+-- One row per key of a relation file.  Written by the access method in the
+-- transaction that creates the file; rewrapped by master-key rotation with
+-- plain UPDATEs of key_material, master_key_version and update_date.
+-- Not dumped: logical dumps hold plaintext, a restore makes new keys.
+CREATE SEQUENCE relation_key_ids AS integer;
+-- Use of keys is counted in leases of bsoncrypt.at_rest_key_max_uses / 1024
+-- encryptions taken from this counter (by every session, for every key);
+-- (last_value - uses_base + 1) leases bound a key's use from above.
+CREATE SEQUENCE relation_key_uses AS bigint;
+CREATE TABLE relation_keys (
+    key_id             integer PRIMARY KEY DEFAULT nextval('relation_key_ids'),
+    reltablespace      oid NOT NULL,            -- pg_class.reltablespace of the file (0: database default)
+    relfilenode        oid NOT NULL,            -- pg_class.relfilenode of the file
+    key_material       bytea NOT NULL,          -- the 32-byte AES key wrapped by the master key
+    provider           text NOT NULL,           -- master-key provider (bsoncrypt.at_rest_key_provider)
+    master_key_version text NOT NULL,           -- which version of that master key wrapped it
+    creation_date      timestamptz NOT NULL DEFAULT now(),
+    update_date        timestamptz NOT NULL DEFAULT now(),
+    uses_base          bigint NOT NULL              -- relation_key_uses when the key was made
+) USING heap;
+ALTER SEQUENCE relation_key_ids OWNED BY relation_keys.key_id;
+CREATE INDEX relation_keys_file ON relation_keys (reltablespace, relfilenode, key_id);
+COMMENT ON TABLE relation_keys IS 'keys of encrypted_heap relation files, wrapped by master keys';
+
+CREATE FUNCTION _relation_keys_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'bsoncrypt_relation_keys_changed' LANGUAGE C;
+CREATE TRIGGER relation_keys_invalidate_cache
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON relation_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION _relation_keys_changed();
+
+CREATE FUNCTION encrypted_heap_handler(internal) RETURNS table_am_handler
+    AS 'MODULE_PATHNAME', 'bsoncrypt_encrypted_heap_handler' LANGUAGE C STRICT;
+CREATE ACCESS METHOD encrypted_heap TYPE TABLE HANDLER encrypted_heap_handler;
+COMMENT ON ACCESS METHOD encrypted_heap IS
+    'heap whose varlena values are stored AES-256-GCM encrypted (bsoncrypt at-rest encryption)';
+
+-- true for an encrypted_heap table or materialized view; for a partitioned
+-- table, true when it has partitions and every leaf partition is encrypted
+CREATE FUNCTION is_encrypted(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE STRICT SET search_path = pg_catalog AS $$
+    SELECT CASE WHEN c.relkind = 'p' THEN
+               coalesce((SELECT bool_and(l.relam = a.oid) AND count(*) > 0
+                           FROM pg_partition_tree($1) t
+                           JOIN pg_class l ON l.oid = t.relid
+                          WHERE t.isleaf), false)
+           ELSE c.relam = a.oid END
+      FROM pg_class c, pg_am a
+     WHERE c.oid = $1 AND a.amname = 'encrypted_heap'
+$$;
+
+-- Encrypted relations of this database with the key new values get
+-- (the newest key of the relation's file) and how many keys the file has.
+CREATE VIEW encrypted_relations AS
+SELECT c.oid::regclass AS relation,
+       k.key_id,
+       k.provider,
+       k.master_key_version,
+       k.creation_date AS key_created,
+       k.update_date AS key_updated,
+       (SELECT (s.last_value - k.uses_base + 1)
+               * greatest(current_setting('bsoncrypt.at_rest_key_max_uses')::bigint / 1024, 1)
+          FROM bsoncrypt.relation_key_uses s) AS key_uses_bound,
+       (SELECT count(*) FROM bsoncrypt.relation_keys a
+         WHERE a.reltablespace = c.reltablespace AND a.relfilenode = c.relfilenode) AS keys
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_am am ON am.oid = c.relam AND am.amname = 'encrypted_heap'
+  LEFT JOIN LATERAL (SELECT * FROM bsoncrypt.relation_keys r
+                      WHERE r.reltablespace = c.reltablespace AND r.relfilenode = c.relfilenode
+                      ORDER BY r.key_id DESC LIMIT 1) k ON true;
+COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations and their current relation keys';
+
+-- Keys of relation files that no longer exist (dropped tables, the old files
+-- of rewritten or truncated tables).  Returns how many rows were removed.
+CREATE FUNCTION drop_unused_relation_keys() RETURNS bigint
+LANGUAGE sql SET search_path = pg_catalog AS $$
+    WITH gone AS (
+        DELETE FROM bsoncrypt.relation_keys k
+         WHERE NOT EXISTS (SELECT 1 FROM pg_class c
+                            WHERE c.reltablespace = k.reltablespace
+                              AND c.relfilenode = k.relfilenode
+                              AND c.relfilenode <> 0)
+        RETURNING 1)
+    SELECT count(*) FROM gone
+$$;
+COMMENT ON FUNCTION drop_unused_relation_keys() IS
+    'delete the keys of relation files that no longer exist';

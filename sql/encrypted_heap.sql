@@ -1,0 +1,317 @@
+-- The encrypted_heap table access method: the table-AM surface, with
+-- plaintext results everywhere a heap table gives them.
+SET search_path = bsoncrypt, public;
+SET client_min_messages = warning;
+
+CREATE TABLE docs (
+    id int PRIMARY KEY,
+    name text NOT NULL,
+    body jsonb,
+    doc bson,
+    raw bytea,
+    tags text[],
+    amount numeric,
+    note varchar(20) DEFAULT 'none',
+    total numeric GENERATED ALWAYS AS (amount * 2) STORED
+) USING encrypted_heap;
+
+SELECT is_encrypted('docs'), is_encrypted('key_vault');
+SELECT relation, keys, provider, master_key_version FROM encrypted_relations;
+
+-- INSERT ... RETURNING, small and TOASTed values
+INSERT INTO docs (id, name, body, doc, raw, tags, amount)
+VALUES (1, 'alpha', '{"k": 1}', '{"a": "x"}', '\x00ff', '{a,b}', 1.5),
+       (2, 'beta', jsonb_build_object('big', repeat('b', 20000)), NULL, NULL, NULL, 2),
+       (3, repeat('gamma', 3000), NULL, '{"n": "seven"}', decode(repeat('ab', 5000), 'hex'), '{}', NULL)
+RETURNING id, length(name), total;
+SELECT id, left(name, 10), length(name), body->>'k', length(body->>'big'), doc, length(raw), tags, amount, note, total
+  FROM docs ORDER BY id;
+SELECT ctid, xmin::text::bigint > 0 AS has_xmin, tableoid::regclass, id FROM docs ORDER BY id;
+
+-- UPDATE ... RETURNING; unchanged values keep their ciphertext (HOT works)
+BEGIN;
+UPDATE docs SET amount = amount + 1 WHERE id = 1 RETURNING id, name, amount, total;
+UPDATE docs SET note = 'changed' WHERE id = 2 RETURNING id, length(body->>'big'), note;
+SELECT pg_stat_get_xact_tuples_hot_updated('docs'::regclass) AS hot_updates;
+COMMIT;
+UPDATE docs SET name = name || '!' WHERE id = 3 RETURNING length(name);
+SELECT id, right(name, 3), amount, note FROM docs ORDER BY id;
+
+-- ON CONFLICT
+INSERT INTO docs (id, name) VALUES (1, 'dup') ON CONFLICT DO NOTHING;
+INSERT INTO docs (id, name) VALUES (1, 'dup'), (4, 'delta')
+    ON CONFLICT (id) DO UPDATE SET name = docs.name || '+' || excluded.name
+    RETURNING id, name;
+INSERT INTO docs (id, name) VALUES (1, 'x');
+
+-- DELETE ... RETURNING
+DELETE FROM docs WHERE id = 4 RETURNING id, name, note;
+
+-- MERGE
+CREATE TABLE src (id int, name text) USING encrypted_heap;
+INSERT INTO src VALUES (1, 'merged'), (5, 'epsilon');
+MERGE INTO docs d USING src s ON d.id = s.id
+    WHEN MATCHED THEN UPDATE SET name = s.name
+    WHEN NOT MATCHED THEN INSERT (id, name) VALUES (s.id, s.name);
+SELECT id, left(name, 10) FROM docs ORDER BY id;
+
+-- indexes: built from plaintext; index, bitmap and index-only scans
+CREATE INDEX docs_name ON docs (name);
+CREATE INDEX docs_doc_a ON docs ((doc ->> 'a'));
+CREATE INDEX docs_body ON docs USING gin (body);
+CREATE INDEX docs_partial ON docs (amount) WHERE amount > 1;
+CREATE UNIQUE INDEX docs_note_u ON docs (note, id);
+CREATE UNIQUE INDEX CONCURRENTLY docs_name_u ON docs (name);
+CREATE INDEX CONCURRENTLY docs_tags ON docs USING gin (tags);
+SET enable_seqscan = off;
+SELECT id FROM docs WHERE name = 'merged';
+SELECT id FROM docs WHERE doc ->> 'a' = 'x';
+SELECT id FROM docs WHERE body @> '{"k": 1}';
+SELECT id FROM docs WHERE tags @> '{a}';
+SELECT name FROM docs WHERE name = 'epsilon';
+SELECT id, amount FROM docs WHERE amount > 1 ORDER BY id;
+EXPLAIN (COSTS OFF) SELECT id FROM docs WHERE name = 'merged';
+RESET enable_seqscan;
+INSERT INTO docs (id, name) VALUES (6, 'merged');
+INSERT INTO docs (id, name, note) VALUES (6, 'zeta', 'changed');
+
+-- TID, TID range and sample scans; system columns
+SELECT id FROM docs WHERE ctid = (SELECT ctid FROM docs WHERE id = 5);
+SELECT count(*) FROM docs WHERE ctid >= '(0,1)' AND ctid < '(1000,1)';
+SELECT count(*) FROM docs TABLESAMPLE SYSTEM (100);
+
+-- cursors
+BEGIN;
+DECLARE c SCROLL CURSOR FOR SELECT id, left(name, 5) FROM docs ORDER BY id;
+FETCH 2 FROM c;
+FETCH BACKWARD 1 FROM c;
+FETCH LAST FROM c;
+CLOSE c;
+DECLARE u CURSOR FOR SELECT id, name FROM docs WHERE id = 5 FOR UPDATE;
+FETCH u;
+UPDATE docs SET name = 'epsilon2' WHERE CURRENT OF u;
+COMMIT;
+SELECT name FROM docs WHERE id = 5;
+
+-- row locks
+BEGIN;
+SELECT id, left(name, 5) FROM docs WHERE id <= 2 ORDER BY id FOR UPDATE;
+SELECT id FROM docs WHERE id = 3 FOR SHARE;
+SELECT id FROM docs WHERE id = 5 FOR NO KEY UPDATE SKIP LOCKED;
+COMMIT;
+
+-- triggers, with transition tables
+CREATE TABLE audit (op text, old_name text, new_name text) USING encrypted_heap;
+CREATE FUNCTION docs_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit VALUES (TG_OP, left(OLD.name, 10), left(NEW.name, 10));
+    IF TG_OP = 'INSERT' THEN NEW.note := 'via trigger'; END IF;
+    RETURN coalesce(NEW, OLD);
+END $$;
+CREATE FUNCTION docs_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit SELECT 'statement', string_agg(o.name, ',' ORDER BY o.id), string_agg(n.name, ',' ORDER BY n.id)
+      FROM old_rows o FULL JOIN new_rows n USING (id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER docs_row BEFORE INSERT OR UPDATE OR DELETE ON docs
+    FOR EACH ROW EXECUTE FUNCTION docs_audit();
+CREATE TRIGGER docs_stmt AFTER UPDATE ON docs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION docs_count();
+INSERT INTO docs (id, name) VALUES (7, 'eta') RETURNING note;
+UPDATE docs SET name = 'eta2' WHERE id = 7;
+DELETE FROM docs WHERE id = 7;
+SELECT * FROM audit ORDER BY op, old_name NULLS FIRST;
+DROP TRIGGER docs_row ON docs;
+DROP TRIGGER docs_stmt ON docs;
+
+-- foreign keys between encrypted tables
+CREATE TABLE parent (pk text PRIMARY KEY) USING encrypted_heap;
+CREATE TABLE child (id int, fk text REFERENCES parent ON DELETE CASCADE ON UPDATE CASCADE) USING encrypted_heap;
+INSERT INTO parent VALUES ('p1'), ('p2');
+INSERT INTO child VALUES (1, 'p1'), (2, 'p2');
+INSERT INTO child VALUES (3, 'nope');
+UPDATE parent SET pk = 'p1new' WHERE pk = 'p1';
+DELETE FROM parent WHERE pk = 'p2';
+SELECT * FROM child ORDER BY id;
+ALTER TABLE child ADD CONSTRAINT child_fk2 FOREIGN KEY (fk) REFERENCES parent;
+
+-- partitioned table with encrypted partitions
+CREATE TABLE events (id int, kind text, payload jsonb) PARTITION BY LIST (kind);
+CREATE TABLE events_a PARTITION OF events FOR VALUES IN ('a') USING encrypted_heap;
+SET default_table_access_method = encrypted_heap;
+CREATE TABLE events_b PARTITION OF events FOR VALUES IN ('b');
+CREATE TABLE events_other PARTITION OF events DEFAULT USING heap;
+RESET default_table_access_method;
+SELECT is_encrypted('events'), is_encrypted('events_b'), is_encrypted('events_other');
+INSERT INTO events VALUES (1, 'a', '{"x": 1}'), (2, 'b', '{"x": 2}'), (3, 'c', '{"x": 3}');
+UPDATE events SET kind = 'b' WHERE id = 1;
+SELECT tableoid::regclass, * FROM events ORDER BY id;
+ALTER TABLE events DETACH PARTITION events_other;
+SELECT is_encrypted('events');
+CREATE INDEX ON events (kind, id);
+SELECT count(*) FROM events WHERE kind = 'b';
+
+-- sequences and identity columns
+CREATE TABLE seqs (id bigint GENERATED ALWAYS AS IDENTITY, s serial, v text) USING encrypted_heap;
+INSERT INTO seqs (v) SELECT 'v' || g FROM generate_series(1, 3) g;
+SELECT * FROM seqs ORDER BY id;
+
+-- COPY in and out, multi-row bulk insert
+COPY seqs (v) FROM stdin;
+copied 1
+copied 2
+\.
+COPY (SELECT v FROM seqs ORDER BY id) TO stdout;
+CREATE TABLE bulk USING encrypted_heap AS
+    SELECT g AS id, md5(g::text) AS h, jsonb_build_object('g', g) AS j FROM generate_series(1, 2000) g;
+SELECT count(*), count(DISTINCT h), sum((j->>'g')::int) FROM bulk;
+INSERT INTO bulk SELECT * FROM bulk WHERE id <= 10;
+SELECT count(*) FROM bulk;
+
+-- parallel scans and a parallel index build decrypt in the workers too
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+SET max_parallel_maintenance_workers = 2;
+EXPLAIN (COSTS OFF) SELECT count(*), sum(length(h)) FROM bulk WHERE j->>'g' <> '';
+SELECT count(*), sum(length(h)) FROM bulk WHERE j->>'g' <> '';
+CREATE INDEX bulk_j ON bulk ((j->>'g'));
+SELECT count(*) FROM bulk WHERE j->>'g' = '15';
+DROP INDEX bulk_j;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+RESET max_parallel_maintenance_workers;
+
+-- ANALYZE sees plaintext (pg_statistic holds plaintext samples)
+ANALYZE bulk;
+SELECT attname, n_distinct > 0 OR n_distinct < 0 AS has_stats FROM pg_stats
+ WHERE tablename = 'bulk' ORDER BY attname;
+
+-- schema changes: missing-value defaults, dropped columns, rewrites
+ALTER TABLE docs ADD COLUMN extra text DEFAULT 'dflt';
+ALTER TABLE docs ADD COLUMN extra2 int DEFAULT 7;
+SELECT id, extra, extra2 FROM docs ORDER BY id;
+UPDATE docs SET extra = 'set' WHERE id = 1;
+ALTER TABLE docs DROP COLUMN raw;
+SELECT id, extra, tags FROM docs ORDER BY id;
+ALTER TABLE docs ALTER COLUMN note TYPE text;
+SELECT id, note, amount, total FROM docs ORDER BY id;
+
+-- VACUUM, VACUUM FULL and CLUSTER: a new file with a new key each time
+DELETE FROM bulk WHERE id % 2 = 0;
+VACUUM bulk;
+SELECT count(*) FROM bulk;
+SELECT keys FROM encrypted_relations WHERE relation = 'bulk'::regclass;
+CREATE TEMP TABLE key_before AS SELECT key_id FROM encrypted_relations WHERE relation = 'bulk'::regclass;
+VACUUM FULL bulk;
+SELECT e.key_id > b.key_id AS rekeyed FROM encrypted_relations e, key_before b
+ WHERE e.relation = 'bulk'::regclass;
+SELECT count(*), sum(id) FROM bulk;
+CREATE INDEX bulk_h ON bulk (h);
+CLUSTER bulk USING bulk_h;
+SELECT (array_agg(h ORDER BY ctid))[1:3] = (array_agg(h ORDER BY h))[1:3] AS clustered FROM bulk;
+SELECT count(*) FROM bulk WHERE h = md5('7');
+
+-- TRUNCATE, rolled back and committed
+BEGIN;
+TRUNCATE seqs;
+SELECT count(*) FROM seqs;
+ROLLBACK;
+SELECT count(*) FROM seqs;
+BEGIN;
+SAVEPOINT s;
+TRUNCATE seqs;
+INSERT INTO seqs (v) VALUES ('after truncate');
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO seqs (v) VALUES ('after rollback');
+COMMIT;
+SELECT v FROM seqs ORDER BY id DESC LIMIT 2;
+TRUNCATE seqs;
+INSERT INTO seqs (v) VALUES ('fresh');
+SELECT v FROM seqs;
+
+-- converting tables: heap -> encrypted_heap -> heap
+CREATE TABLE plain (id int, t text);
+INSERT INTO plain SELECT g, 'row ' || g FROM generate_series(1, 100) g;
+ALTER TABLE plain SET ACCESS METHOD encrypted_heap;
+SELECT is_encrypted('plain'), count(*), max(t) FROM plain;
+ALTER TABLE plain SET ACCESS METHOD heap;
+SELECT is_encrypted('plain'), count(*), max(t) FROM plain;
+
+-- on by default
+SET default_table_access_method = encrypted_heap;
+CREATE TABLE by_default (t text);
+CREATE TABLE ctas AS SELECT * FROM docs;
+CREATE MATERIALIZED VIEW mv AS SELECT id, name FROM docs;
+RESET default_table_access_method;
+SELECT is_encrypted('by_default'), is_encrypted('ctas'), is_encrypted('mv');
+REFRESH MATERIALIZED VIEW mv;
+SELECT count(*) FROM mv;
+SELECT count(*) FROM ctas;
+
+-- unlogged and temporary tables
+CREATE UNLOGGED TABLE unl (t text) USING encrypted_heap;
+INSERT INTO unl VALUES ('unlogged');
+CREATE TEMP TABLE tmp (t text) USING encrypted_heap;
+INSERT INTO tmp VALUES ('temporary');
+SELECT * FROM unl UNION ALL SELECT * FROM tmp;
+
+-- subtransactions
+BEGIN;
+INSERT INTO by_default VALUES ('kept');
+SAVEPOINT a;
+INSERT INTO by_default VALUES ('lost');
+ROLLBACK TO a;
+COMMIT;
+SELECT * FROM by_default;
+
+-- keys are read from relation_keys: a rewrap there (what master-key
+-- rotation does) reaches every session's cache
+CREATE TABLE rot (t text) USING encrypted_heap;
+INSERT INTO rot VALUES ('secret');
+SELECT t FROM rot;
+UPDATE relation_keys SET update_date = now()
+ WHERE (reltablespace, relfilenode) = (SELECT reltablespace, relfilenode FROM pg_class WHERE oid = 'rot'::regclass);
+SELECT t FROM rot;
+BEGIN;
+UPDATE relation_keys SET key_material = '\x00'::bytea
+ WHERE (reltablespace, relfilenode) = (SELECT reltablespace, relfilenode FROM pg_class WHERE oid = 'rot'::regclass);
+DO $$ BEGIN PERFORM t FROM rot; RAISE WARNING 'read'; EXCEPTION WHEN OTHERS THEN RAISE WARNING 'read failed: %', SQLSTATE; END $$;
+ROLLBACK;
+SELECT t FROM rot;
+DROP TABLE rot;
+
+-- use of keys is counted: a file gets a new key before the limit
+SET bsoncrypt.at_rest_key_max_uses = 2048;
+CREATE TABLE churn (t text) USING encrypted_heap;
+INSERT INTO churn SELECT 'v' || g FROM generate_series(1, 5000) g;
+SELECT keys >= 3 AS rekeyed, key_uses_bound <= 2048 AS within_bound
+  FROM encrypted_relations WHERE relation = 'churn'::regclass;
+SELECT count(*), count(DISTINCT t) FROM churn;
+RESET bsoncrypt.at_rest_key_max_uses;
+DROP TABLE churn;
+
+-- rows whose varlena values are all NULL hold no ciphertext
+CREATE TABLE nulls (id int PRIMARY KEY, a text, b jsonb) USING encrypted_heap;
+INSERT INTO nulls VALUES (1, NULL, NULL), (2, 'x', NULL);
+SELECT id, a, b, xmin::text::bigint > 0 AS has_xmin FROM nulls ORDER BY id;
+UPDATE nulls SET a = 'y' WHERE id = 1 RETURNING *;
+SELECT * FROM nulls WHERE id = 1 FOR UPDATE;
+DROP TABLE nulls;
+
+-- every relation file has a key; unused keys can be dropped
+SELECT count(*) FROM encrypted_relations WHERE key_id IS NULL;
+SELECT drop_unused_relation_keys() > 0 AS dropped_some;
+SELECT drop_unused_relation_keys();
+SELECT count(*) FROM docs;
+
+DROP TABLE docs, src, audit, child, parent, events, events_other, seqs, bulk,
+    plain, by_default, ctas, unl, tmp CASCADE;
+DROP MATERIALIZED VIEW IF EXISTS mv;
+DROP FUNCTION docs_audit(), docs_count();
+SELECT drop_unused_relation_keys() > 0 AS dropped_some;

@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * tde.h
+ *	  Transparent at-rest encryption: the encrypted_heap table access
+ *	  method.  Shared declarations of
+ *
+ *	  tde_keys.c             relation keys: bsoncrypt.relation_keys, the
+ *	                         per-backend cache, AES-256-GCM of one value
+ *	  encrypted_heap.c       the table AM: heap's routine wrapped, tuples
+ *	                         encrypted on the way in, decrypted on the way out
+ *	  encrypted_heap_build.c index builds, CIC validation, CLUSTER/VACUUM
+ *	                         FULL copies (heap's versions read ciphertext)
+ *
+ *	  Stored value format (the payload of an ordinary varlena, so every
+ *	  on-page tuple stays a valid tuple of the relation's descriptor):
+ *
+ *	  byte 0       format (TDE_FORMAT_V1)
+ *	  bytes 1..4   key id (big endian): bsoncrypt.relation_keys.key_id
+ *	  bytes 5..16  random 96-bit GCM nonce
+ *	  ...          AES-256-GCM ciphertext of the plaintext varlena, header
+ *	               included (it may be a compressed inline varlena)
+ *	  last 16      GCM tag
+ *
+ *	  The associated data is bytes 0..4 and the attribute number.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BSONCRYPT_TDE_H
+#define BSONCRYPT_TDE_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "storage/relfilenode.h"
+#include "utils/relcache.h"
+
+#define TDE_FORMAT_V1		0xE1
+#define TDE_KEY_LEN			32
+#define TDE_NONCE_LEN		12
+#define TDE_TAG_LEN			16
+#define TDE_HEADER_LEN		(1 + 4 + TDE_NONCE_LEN)
+#define TDE_OVERHEAD		(TDE_HEADER_LEN + TDE_TAG_LEN)
+
+/* column numbers of bsoncrypt.relation_keys (extension/parts/40_encrypted_heap.sql) */
+#define Anum_relation_keys_key_id				1
+#define Anum_relation_keys_reltablespace		2
+#define Anum_relation_keys_relfilenode			3
+#define Anum_relation_keys_key_material			4
+#define Anum_relation_keys_provider				5
+#define Anum_relation_keys_master_key_version	6
+#define Anum_relation_keys_creation_date		7
+#define Anum_relation_keys_update_date			8
+#define Anum_relation_keys_uses_base			9
+#define Natts_relation_keys						9
+
+typedef struct TdeKey TdeKey;	/* opaque: cached, unwrapped relation key */
+
+/* tde_keys.c */
+extern void tde_define_settings(void);
+extern void tde_create_file_key(const RelFileNode *rnode);
+extern void tde_move_file_keys(const RelFileNode *from, const RelFileNode *to);
+extern TdeKey *tde_current_key(Relation rel);
+extern TdeKey *tde_key_for_write(Relation rel);
+extern TdeKey *tde_key_by_id(int32 key_id);
+extern bool tde_key_belongs_to(const TdeKey *key, Relation rel);
+extern int32 tde_key_id(const TdeKey *key);
+extern struct varlena *tde_encrypt_value(TdeKey *key, AttrNumber attnum,
+										 const char *plain, Size len);
+extern struct varlena *tde_decrypt_value(Relation rel, AttrNumber attnum,
+										 struct varlena *stored,
+										 ItemPointer tid);
+
+/* encrypted_heap.c */
+extern int	tde_compress_min;
+extern bool tde_is_encrypted_rel(Relation rel);
+extern HeapTuple tde_decrypt_tuple(Relation rel, HeapTuple tuple,
+								   MemoryContext dest);
+extern HeapTuple tde_encrypt_values(Relation rel, Datum *values, bool *isnull,
+									ItemPointer old_tid, MemoryContext dest);
+extern void tde_store_plain(HeapTuple plain, TupleTableSlot *slot);
+extern MemoryContext tde_scratch_context(void);
+extern const TableAmRoutine *tde_heap_routine(void);
+
+/* encrypted_heap_build.c */
+extern double tde_index_build_range_scan(Relation rel, Relation index,
+										 struct IndexInfo *indexInfo,
+										 bool allow_sync, bool anyvisible,
+										 bool progress,
+										 BlockNumber start_blockno,
+										 BlockNumber numblocks,
+										 IndexBuildCallback callback,
+										 void *callback_state,
+										 TableScanDesc scan);
+extern void tde_index_validate_scan(Relation rel, Relation index,
+									struct IndexInfo *indexInfo,
+									Snapshot snapshot,
+									struct ValidateIndexState *state);
+extern void tde_copy_for_cluster(Relation OldHeap, Relation NewHeap,
+								 Relation OldIndex, bool use_sort,
+								 TransactionId OldestXmin,
+								 TransactionId *xid_cutoff,
+								 MultiXactId *multi_cutoff,
+								 double *num_tuples,
+								 double *tups_vacuumed,
+								 double *tups_recently_dead);
+extern TableScanDesc tde_inner_scan(TableScanDesc scan);
+
+#endif							/* BSONCRYPT_TDE_H */

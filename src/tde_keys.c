@@ -1,0 +1,711 @@
+/*-------------------------------------------------------------------------
+ *
+ * tde_keys.c
+ *	  Relation keys of the encrypted_heap access method, and AES-256-GCM of
+ *	  one stored value.
+ *
+ *	  Every relation file (tablespace, relfilenode) of an encrypted_heap
+ *	  table has one or more random 256-bit keys, each a row of
+ *	  bsoncrypt.relation_keys wrapped by a master key (kms_wrap_secret).
+ *	  A new file (CREATE TABLE, TRUNCATE, VACUUM FULL, CLUSTER, table
+ *	  rewrites) gets a new key, so rewriting a table re-keys it; the newest
+ *	  key of a file encrypts new values, and every value names the key it
+ *	  was encrypted with, so a file may hold values under several keys.
+ *	  Rows are written in the caller's transaction: they commit or roll
+ *	  back with the file they describe, and reach standbys and base backups
+ *	  with the rest of the database.
+ *
+ *	  Unwrapped keys are cached per backend as OpenSSL contexts (one for
+ *	  encryption, one for decryption, keyed once).  The cache is dropped
+ *	  when relation_keys changes (a statement trigger sends a relcache
+ *	  invalidation, as for the key vault, so a master-key rotation that
+ *	  rewraps rows takes effect everywhere), and the "newest key of a file"
+ *	  map also on transaction abort.  Key bytes are zeroed after use and
+ *	  never appear in messages.  Rows are looked up with the catalog
+ *	  snapshot (for a table that is not a catalog, a fresh MVCC snapshot
+ *	  per lookup), which parallel workers may take too.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/evp.h>
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "kms.h"
+#include "tde.h"
+
+PG_FUNCTION_INFO_V1(bsoncrypt_relation_keys_changed);
+
+struct TdeKey
+{
+	int32		key_id;			/* hash key */
+	Oid			reltablespace;	/* the file it belongs to (0: database default) */
+	Oid			relfilenode;
+	EVP_CIPHER_CTX *enc;		/* keyed once; key schedule lives here */
+	EVP_CIPHER_CTX *dec;
+	int64		uses_base;		/* relation_key_uses when the key was made */
+	int64		lease_left;		/* encryptions this backend may still do */
+};
+
+typedef struct FileKeyEntry
+{
+	Oid			file[2];		/* hash key: reltablespace, relfilenode */
+	int32		key_id;
+} FileKeyEntry;
+
+static char *tde_key_provider = NULL;
+static int	tde_key_max_uses = 1 << 30;
+
+static HTAB *keys_by_id = NULL;
+static HTAB *current_keys = NULL;
+static Oid	relation_keys_oid = InvalidOid;
+static bool callbacks_registered = false;
+
+void
+tde_define_settings(void)
+{
+	DefineCustomStringVariable("bsoncrypt.at_rest_key_provider",
+							   "Master-key provider that wraps new relation keys of encrypted_heap tables.",
+							   "\"local\" or \"command\"; existing keys keep the provider they were wrapped with.",
+							   &tde_key_provider,
+							   "local",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.at_rest_compress_min",
+							"Values of encrypted_heap tables at least this large (bytes) are compressed before encryption.",
+							"Ciphertext does not compress; heap itself compresses only values of rows above about 2 kB.",
+							&tde_compress_min,
+							tde_compress_min, 32, MaxAllocSize,
+							PGC_USERSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.at_rest_key_max_uses",
+							"Encryptions after which a relation file gets a new key.",
+							"AES-GCM with random nonces allows about 2^32 encryptions per key; "
+							"use is counted conservatively (in leases of a global counter).",
+							&tde_key_max_uses,
+							1 << 30, 1000, INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+}
+
+static Oid
+normalize_tablespace(Oid spc)
+{
+	return spc == MyDatabaseTableSpace ? InvalidOid : spc;
+}
+
+static void
+free_key(TdeKey *key)
+{
+	/* EVP_CIPHER_CTX_free cleanses the key schedule */
+	if (key->enc)
+		EVP_CIPHER_CTX_free(key->enc);
+	if (key->dec)
+		EVP_CIPHER_CTX_free(key->dec);
+	key->enc = key->dec = NULL;
+}
+
+static void
+flush_current_keys(void)
+{
+	if (current_keys != NULL)
+	{
+		hash_destroy(current_keys);
+		current_keys = NULL;
+	}
+}
+
+static void
+flush_all_keys(void)
+{
+	HASH_SEQ_STATUS status;
+	TdeKey	   *key;
+
+	if (keys_by_id != NULL)
+	{
+		hash_seq_init(&status, keys_by_id);
+		while ((key = hash_seq_search(&status)) != NULL)
+			free_key(key);
+		hash_destroy(keys_by_id);
+		keys_by_id = NULL;
+	}
+	flush_current_keys();
+}
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == relation_keys_oid)
+	{
+		flush_all_keys();
+		relation_keys_oid = InvalidOid;
+	}
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		flush_current_keys();
+}
+
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		flush_current_keys();
+}
+
+static void
+init_caches(void)
+{
+	HASHCTL		ctl;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+		RegisterXactCallback(xact_callback, NULL);
+		RegisterSubXactCallback(subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (keys_by_id == NULL)
+	{
+		ctl.keysize = sizeof(int32);
+		ctl.entrysize = sizeof(TdeKey);
+		ctl.hcxt = TopMemoryContext;
+		keys_by_id = hash_create("bsoncrypt relation keys", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	if (current_keys == NULL)
+	{
+		ctl.keysize = 2 * sizeof(Oid);
+		ctl.entrysize = sizeof(FileKeyEntry);
+		ctl.hcxt = TopMemoryContext;
+		current_keys = hash_create("bsoncrypt current relation keys", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+}
+
+static Oid
+bsoncrypt_relid(const char *name)
+{
+	Oid			nsp = get_namespace_oid("bsoncrypt", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation bsoncrypt.%s does not exist", name),
+				 errhint("Run CREATE EXTENSION bsoncrypt in this database.")));
+	return relid;
+}
+
+static Oid
+relation_keys_relid(void)
+{
+	if (!OidIsValid(relation_keys_oid))
+		relation_keys_oid = bsoncrypt_relid("relation_keys");
+	return relation_keys_oid;
+}
+
+/* Key the OpenSSL contexts of a cache entry; the caller zeroes raw. */
+static void
+key_contexts(TdeKey *key, const uint8 *raw)
+{
+	key->enc = EVP_CIPHER_CTX_new();
+	key->dec = EVP_CIPHER_CTX_new();
+	if (key->enc == NULL || key->dec == NULL ||
+		EVP_EncryptInit_ex(key->enc, EVP_aes_256_gcm(), NULL, raw, NULL) != 1 ||
+		EVP_DecryptInit_ex(key->dec, EVP_aes_256_gcm(), NULL, raw, NULL) != 1)
+	{
+		free_key(key);
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not set up AES-256-GCM for relation key %d", key->key_id)));
+	}
+}
+
+static TdeKey *
+cache_key(int32 key_id, Oid spc, Oid relnode, int64 uses_base, const uint8 *raw)
+{
+	TdeKey	   *key;
+	bool		found;
+	TdeKey		tmp;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.key_id = key_id;
+	key_contexts(&tmp, raw);
+
+	init_caches();
+	key = hash_search(keys_by_id, &key_id, HASH_ENTER, &found);
+	if (found)
+		free_key(key);
+	key->reltablespace = spc;
+	key->relfilenode = relnode;
+	key->uses_base = uses_base;
+	key->lease_left = 0;
+	key->enc = tmp.enc;
+	key->dec = tmp.dec;
+	return key;
+}
+
+static void
+set_current_key(Oid spc, Oid relnode, int32 key_id)
+{
+	FileKeyEntry *entry;
+	Oid			file[2] = {spc, relnode};
+
+	init_caches();
+	entry = hash_search(current_keys, file, HASH_ENTER, NULL);
+	entry->key_id = key_id;
+}
+
+/*
+ * Create a new key for a relation file and make it the file's current key.
+ * Runs in the caller's transaction.
+ */
+void
+tde_create_file_key(const RelFileNode *rnode)
+{
+	Oid			relid = relation_keys_relid();
+	Oid			seqid = bsoncrypt_relid("relation_key_ids");
+	const KmsProvider *provider = kms_get_provider(tde_key_provider);
+	uint8		raw[TDE_KEY_LEN];
+	bytea	   *wrapped;
+	char	   *version = NULL;
+	int32		key_id;
+	int64		uses_base;
+	Relation	rel;
+	Datum		values[Natts_relation_keys];
+	bool		nulls[Natts_relation_keys];
+	HeapTuple	tuple;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Oid			spc = normalize_tablespace(rnode->spcNode);
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot create a relation key during recovery")));
+
+	if (fle_random_bytes(raw, sizeof(raw)) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random relation key")));
+	PG_TRY();
+	{
+		wrapped = kms_wrap_secret(provider, NULL, raw, sizeof(raw), &version);
+		key_id = (int32) nextval_internal(seqid, false);
+		uses_base = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
+		cache_key(key_id, spc, rnode->relNode, uses_base, raw);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(raw, sizeof(raw));
+	}
+	PG_END_TRY();
+
+	memset(nulls, 0, sizeof(nulls));
+	values[Anum_relation_keys_key_id - 1] = Int32GetDatum(key_id);
+	values[Anum_relation_keys_reltablespace - 1] = ObjectIdGetDatum(spc);
+	values[Anum_relation_keys_relfilenode - 1] = ObjectIdGetDatum(rnode->relNode);
+	values[Anum_relation_keys_key_material - 1] = PointerGetDatum(wrapped);
+	values[Anum_relation_keys_provider - 1] = CStringGetTextDatum(provider->name);
+	values[Anum_relation_keys_master_key_version - 1] = CStringGetTextDatum(version);
+	values[Anum_relation_keys_creation_date - 1] = TimestampTzGetDatum(now);
+	values[Anum_relation_keys_update_date - 1] = TimestampTzGetDatum(now);
+	values[Anum_relation_keys_uses_base - 1] = Int64GetDatum(uses_base);
+
+	rel = table_open(relid, RowExclusiveLock);
+	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	CatalogTupleInsert(rel, tuple);
+	heap_freetuple(tuple);
+	table_close(rel, RowExclusiveLock);
+
+	/* others (and we, at the next command) re-read; meanwhile use the new key */
+	CacheInvalidateRelcacheByRelid(relid);
+	set_current_key(spc, rnode->relNode, key_id);
+}
+
+/* ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it. */
+void
+tde_move_file_keys(const RelFileNode *from, const RelFileNode *to)
+{
+	Oid			relid = relation_keys_relid();
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	ScanKeyInit(&skey[0], Anum_relation_keys_reltablespace, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(normalize_tablespace(from->spcNode)));
+	ScanKeyInit(&skey[1], Anum_relation_keys_relfilenode, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(from->relNode));
+	scan = systable_beginscan(rel, bsoncrypt_relid("relation_keys_file"), true,
+							  NULL, 2, skey);
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Datum		values[Natts_relation_keys];
+		bool		nulls[Natts_relation_keys];
+		bool		repl[Natts_relation_keys];
+		HeapTuple	newtup;
+
+		memset(repl, 0, sizeof(repl));
+		memset(nulls, 0, sizeof(nulls));
+		values[Anum_relation_keys_reltablespace - 1] =
+			ObjectIdGetDatum(normalize_tablespace(to->spcNode));
+		repl[Anum_relation_keys_reltablespace - 1] = true;
+		values[Anum_relation_keys_relfilenode - 1] = ObjectIdGetDatum(to->relNode);
+		repl[Anum_relation_keys_relfilenode - 1] = true;
+		newtup = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, repl);
+		CatalogTupleUpdate(rel, &tuple->t_self, newtup);
+		heap_freetuple(newtup);
+	}
+	systable_endscan(scan);
+	table_close(rel, RowExclusiveLock);
+	CacheInvalidateRelcacheByRelid(relid);
+	flush_current_keys();
+}
+
+/* Read and unwrap one relation_keys row into the cache. */
+static TdeKey *
+load_key_row(HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	int32		key_id = DatumGetInt32(heap_getattr(tuple, Anum_relation_keys_key_id, desc, &isnull));
+	Oid			spc = DatumGetObjectId(heap_getattr(tuple, Anum_relation_keys_reltablespace, desc, &isnull));
+	Oid			relnode = DatumGetObjectId(heap_getattr(tuple, Anum_relation_keys_relfilenode, desc, &isnull));
+	bytea	   *material = DatumGetByteaPP(heap_getattr(tuple, Anum_relation_keys_key_material, desc, &isnull));
+	char	   *provider = TextDatumGetCString(heap_getattr(tuple, Anum_relation_keys_provider, desc, &isnull));
+	char	   *version = TextDatumGetCString(heap_getattr(tuple, Anum_relation_keys_master_key_version, desc, &isnull));
+	int64		uses_base = DatumGetInt64(heap_getattr(tuple, Anum_relation_keys_uses_base, desc, &isnull));
+	char	   *what = psprintf("relation key %d", key_id);
+	uint8		raw[TDE_KEY_LEN];
+	TdeKey	   *key;
+
+	PG_TRY();
+	{
+		kms_unwrap_secret(kms_get_provider(provider), version,
+						  (const uint8_t *) VARDATA_ANY(material),
+						  VARSIZE_ANY_EXHDR(material),
+						  raw, sizeof(raw), what);
+		key = cache_key(key_id, spc, relnode, uses_base, raw);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(raw, sizeof(raw));
+	}
+	PG_END_TRY();
+	return key;
+}
+
+TdeKey *
+tde_key_by_id(int32 key_id)
+{
+	TdeKey	   *key;
+	Relation	rel;
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	init_caches();
+	key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
+	if (key != NULL)
+		return key;
+
+	rel = table_open(relation_keys_relid(), AccessShareLock);
+	ScanKeyInit(&skey, Anum_relation_keys_key_id, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum(key_id));
+	scan = systable_beginscan(rel, bsoncrypt_relid("relation_keys_pkey"), true,
+							  NULL, 1, &skey);
+	tuple = systable_getnext(scan);
+	key = HeapTupleIsValid(tuple) ? load_key_row(tuple, RelationGetDescr(rel)) : NULL;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return key;
+}
+
+/* The key new values of rel are encrypted with; created if the file has none. */
+TdeKey *
+tde_current_key(Relation rel)
+{
+	Oid			file[2];
+	FileKeyEntry *entry;
+	Relation	keyrel;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int32		key_id = 0;
+	TdeKey	   *key;
+
+	file[0] = normalize_tablespace(rel->rd_node.spcNode);
+	file[1] = rel->rd_node.relNode;
+	init_caches();
+	entry = hash_search(current_keys, file, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		key = tde_key_by_id(entry->key_id);
+		if (key != NULL)
+			return key;
+	}
+
+	keyrel = table_open(relation_keys_relid(), AccessShareLock);
+	ScanKeyInit(&skey[0], Anum_relation_keys_reltablespace, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(file[0]));
+	ScanKeyInit(&skey[1], Anum_relation_keys_relfilenode, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(file[1]));
+	scan = systable_beginscan_ordered(keyrel,
+									  index_open(bsoncrypt_relid("relation_keys_file"), AccessShareLock),
+									  NULL, 2, skey);
+	tuple = systable_getnext_ordered(scan, BackwardScanDirection);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+
+		key_id = DatumGetInt32(heap_getattr(tuple, Anum_relation_keys_key_id,
+											RelationGetDescr(keyrel), &isnull));
+	}
+	{
+		Relation	idx = scan->irel;
+
+		systable_endscan_ordered(scan);
+		index_close(idx, AccessShareLock);
+	}
+	table_close(keyrel, AccessShareLock);
+
+	if (key_id == 0)
+	{
+		/* a file without a key (should not happen): give it one now */
+		tde_create_file_key(&rel->rd_node);
+		entry = hash_search(current_keys, file, HASH_FIND, NULL);
+		Assert(entry != NULL);
+		key_id = entry->key_id;
+	}
+	key = tde_key_by_id(key_id);
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("relation key %d of relation \"%s\" is missing",
+						key_id, RelationGetRelationName(rel))));
+	set_current_key(file[0], file[1], key_id);
+	return key;
+}
+
+/*
+ * The key to encrypt one new value of rel with, counting the use.
+ *
+ * Use is counted in leases taken from the global, non-transactional
+ * sequence relation_key_uses: a backend takes a lease of `lease` encryptions
+ * of a key by one nextval.  The leases taken since the key was made (by
+ * every backend, for every key) bound the key's encryptions from above,
+ * across aborts and crashes; when the bound would pass
+ * bsoncrypt.at_rest_key_max_uses, the file gets a new key.
+ */
+TdeKey *
+tde_key_for_write(Relation rel)
+{
+	TdeKey	   *key = tde_current_key(rel);
+
+	if (key->lease_left <= 0)
+	{
+		int64		lease = Max(tde_key_max_uses / 1024, 1);
+		int32		key_id = key->key_id;
+		int64		taken = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
+
+		key = tde_key_by_id(key_id);	/* nextval may have run invalidations */
+		if (key == NULL || (taken - key->uses_base + 1) * lease > tde_key_max_uses)
+		{
+			/* a new key, made after this lease: its count starts here */
+			tde_create_file_key(&rel->rd_node);
+			key = tde_current_key(rel);
+		}
+		key->lease_left = lease;
+	}
+	key->lease_left--;
+	return key;
+}
+
+bool
+tde_key_belongs_to(const TdeKey *key, Relation rel)
+{
+	return key->reltablespace == normalize_tablespace(rel->rd_node.spcNode) &&
+		key->relfilenode == rel->rd_node.relNode;
+}
+
+int32
+tde_key_id(const TdeKey *key)
+{
+	return key->key_id;
+}
+
+static void
+build_aad(const uint8 *header, AttrNumber attnum, uint8 aad[7])
+{
+	memcpy(aad, header, 5);
+	aad[5] = (uint8) ((uint16) attnum >> 8);
+	aad[6] = (uint8) ((uint16) attnum & 0xff);
+}
+
+/*
+ * Encrypt len bytes (a whole plaintext varlena) for column attnum.
+ * Returns a palloc'd 4-byte-header varlena in CurrentMemoryContext.
+ */
+struct varlena *
+tde_encrypt_value(TdeKey *key, AttrNumber attnum, const char *plain, Size len)
+{
+	Size		total = VARHDRSZ + TDE_OVERHEAD + len;
+	struct varlena *result;
+	uint8	   *p;
+	uint8		aad[7];
+	int			outl = 0,
+				finl = 0;
+	uint32		id = (uint32) key->key_id;
+
+	if (total > MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value of %zu bytes is too large to encrypt", len)));
+	result = (struct varlena *) palloc(total);
+	SET_VARSIZE(result, total);
+	p = (uint8 *) VARDATA(result);
+	p[0] = TDE_FORMAT_V1;
+	p[1] = (uint8) (id >> 24);
+	p[2] = (uint8) (id >> 16);
+	p[3] = (uint8) (id >> 8);
+	p[4] = (uint8) id;
+	if (fle_random_bytes(p + 5, TDE_NONCE_LEN) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random nonce")));
+	build_aad(p, attnum, aad);
+	if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, p + 5) != 1 ||
+		EVP_EncryptUpdate(key->enc, NULL, &outl, aad, sizeof(aad)) != 1 ||
+		EVP_EncryptUpdate(key->enc, p + TDE_HEADER_LEN, &outl,
+						  (const uint8 *) plain, (int) len) != 1 ||
+		EVP_EncryptFinal_ex(key->enc, p + TDE_HEADER_LEN + outl, &finl) != 1 ||
+		(Size) (outl + finl) != len ||
+		EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG, TDE_TAG_LEN,
+							p + TDE_HEADER_LEN + len) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("AES-256-GCM encryption failed with relation key %d", key->key_id)));
+	return result;
+}
+
+static void
+report_corrupt(Relation rel, AttrNumber attnum, ItemPointer tid, const char *why)
+{
+	const char *col = (attnum > 0 && attnum <= RelationGetDescr(rel)->natts) ?
+		NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname) : "?";
+
+	if (tid != NULL && ItemPointerIsValid(tid))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not decrypt column \"%s\" of relation \"%s\" at ctid (%u,%u): %s",
+						col, RelationGetRelationName(rel),
+						ItemPointerGetBlockNumberNoCheck(tid),
+						ItemPointerGetOffsetNumberNoCheck(tid), why)));
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("could not decrypt column \"%s\" of relation \"%s\": %s",
+					col, RelationGetRelationName(rel), why)));
+}
+
+/*
+ * Decrypt one stored value (inline, or an on-disk TOAST pointer) of
+ * column attnum of rel; returns the plaintext varlena, palloc'd in
+ * CurrentMemoryContext.  Tampering, a wrong key or a value of another
+ * relation raise XX001 naming the relation, column and ctid.
+ */
+struct varlena *
+tde_decrypt_value(Relation rel, AttrNumber attnum, struct varlena *stored,
+				  ItemPointer tid)
+{
+	const uint8 *p;
+	Size		len;
+	Size		ctlen;
+	int32		key_id;
+	TdeKey	   *key;
+	uint8		aad[7];
+	struct varlena *result;
+	int			outl = 0,
+				finl = 0;
+
+	if (VARATT_IS_EXTERNAL(stored) || VARATT_IS_COMPRESSED(stored))
+		stored = detoast_attr(stored);
+	p = (const uint8 *) VARDATA_ANY(stored);
+	len = VARSIZE_ANY_EXHDR(stored);
+	if (len < TDE_OVERHEAD + 1 || p[0] != TDE_FORMAT_V1)
+		report_corrupt(rel, attnum, tid, "the stored value is not an encrypted value");
+	key_id = (int32) (((uint32) p[1] << 24) | ((uint32) p[2] << 16) |
+					  ((uint32) p[3] << 8) | (uint32) p[4]);
+	key = tde_key_by_id(key_id);
+	if (key == NULL)
+		report_corrupt(rel, attnum, tid,
+					   psprintf("its relation key %d does not exist", key_id));
+	if (!tde_key_belongs_to(key, rel))
+		report_corrupt(rel, attnum, tid,
+					   psprintf("its relation key %d belongs to another relation file", key_id));
+
+	ctlen = len - TDE_OVERHEAD;
+	result = (struct varlena *) palloc(Max(ctlen, VARHDRSZ));
+	build_aad(p, attnum, aad);
+	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, p + 5) != 1 ||
+		EVP_DecryptUpdate(key->dec, NULL, &outl, aad, sizeof(aad)) != 1 ||
+		EVP_DecryptUpdate(key->dec, (uint8 *) result, &outl,
+						  p + TDE_HEADER_LEN, (int) ctlen) != 1 ||
+		EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG, TDE_TAG_LEN,
+							(void *) (p + TDE_HEADER_LEN + ctlen)) != 1 ||
+		EVP_DecryptFinal_ex(key->dec, (uint8 *) result + outl, &finl) != 1)
+	{
+		explicit_bzero(result, ctlen);
+		report_corrupt(rel, attnum, tid,
+					   psprintf("authentication with relation key %d failed", key_id));
+	}
+	if (VARSIZE_ANY(result) != ctlen)
+	{
+		explicit_bzero(result, ctlen);
+		report_corrupt(rel, attnum, tid, "the decrypted value has an invalid length");
+	}
+	return result;
+}
+
+/*
+ * Statement trigger on relation_keys: every backend drops its cached keys
+ * at commit (rotation rewraps rows with plain UPDATEs).
+ */
+Datum
+bsoncrypt_relation_keys_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "bsoncrypt_relation_keys_changed: not called as a trigger");
+	CacheInvalidateRelcacheByRelid(RelationGetRelid(trigdata->tg_relation));
+	PG_RETURN_POINTER(NULL);
+}

@@ -1,0 +1,149 @@
+# At-rest encryption (encrypted_heap): distinctive markers written into
+# text, jsonb and bson columns (small values, TOASTed values with and without
+# compression, updated values) must appear nowhere in the table's files, its
+# TOAST table's files or the WAL written meanwhile (heap records and
+# full-page images).  The same markers in a heap table are found, so the
+# search itself works.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('tde_markers');
+$node->init(extra => [ '-E', 'UTF8', '--locale=C' ]);
+my $keyfile = $node->basedir . '/master.key';
+open my $kf, '>', $keyfile or die;
+print $kf "Mng0NCt4ZHVUYUJCa1kxNkVyNUR1QURhZ2h2UzR2d2RrZzh0cFBwM3R6NmdWMDFBMUN3YkQ5aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk\n";
+close $kf;
+chmod 0600, $keyfile;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'bsoncrypt'
+bsoncrypt.local_master_key_file = '$keyfile'
+autovacuum = off
+full_page_writes = on
+wal_level = replica
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION bsoncrypt');
+
+# incompressible filler so that uncompressed TOAST chunks would show markers
+my $filler = q{(SELECT string_agg(md5(g::text || 'salt'), '') FROM generate_series(1, 150) g)};
+
+sub fill
+{
+	my ($table, $tag) = @_;
+	my $m = "MRK${tag}";
+	return qq{
+INSERT INTO $table VALUES
+  (1, '${m}_TEXT_SMALL', '{"k": "${m}_JSON_SMALL"}', '{"k": "${m}_BSON_SMALL"}', NULL),
+  (2, '${m}_TEXT_BIG' || $filler || '${m}_TEXT_BIG_END',
+      jsonb_build_object('k', '${m}_JSON_BIG' || $filler),
+      bsoncrypt.bson_from_jsonb(jsonb_build_object('k', '${m}_BSON_BIG' || $filler)),
+      '${m}_EXT_BIG' || $filler);
+COPY $table FROM STDIN;
+3\t${m}_TEXT_COPY\t{"k": "${m}_JSON_COPY"}\t{"k": "${m}_BSON_COPY"}\t${m}_EXT_COPY
+\\.
+UPDATE $table SET t = '${m}_TEXT_UPDATED' WHERE id = 1;
+UPDATE $table SET id = id + 10 WHERE id = 3;
+};
+}
+
+for my $am ('encrypted_heap', 'heap')
+{
+	my $table = $am eq 'heap' ? 'plain' : 'enc';
+	$node->safe_psql('postgres', qq{
+CREATE TABLE $table (id int, t text, j jsonb, b bsoncrypt.bson, e text) USING $am;
+ALTER TABLE $table ALTER COLUMN e SET STORAGE EXTERNAL;
+});
+}
+
+# full-page images: the first change of each page after a checkpoint
+$node->safe_psql('postgres', 'CHECKPOINT');
+my $wal_start = $node->safe_psql('postgres', 'SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
+$node->safe_psql('postgres', fill('enc', 'ENC'));
+$node->safe_psql('postgres', fill('plain', 'PLN'));
+$node->safe_psql('postgres', 'CHECKPOINT');
+$node->safe_psql('postgres', q{UPDATE enc SET j = j || '{"x": 1}'; UPDATE plain SET j = j || '{"x": 1}'});
+$node->safe_psql('postgres', 'CHECKPOINT');
+my $wal_end = $node->safe_psql('postgres', 'SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
+
+is($node->safe_psql('postgres', q{SELECT count(*) FROM enc WHERE t LIKE 'MRKENC%' AND j->>'k' LIKE 'MRKENC%' AND bsoncrypt.bson_get_text(b, 'k') LIKE 'MRKENC%'}),
+	'3', 'encrypted table reads back its markers');
+is($node->safe_psql('postgres', q{SELECT length(t), length(e) FROM enc WHERE id = 2}),
+	'4834|4814', 'TOASTed values read back whole');
+
+sub files_of
+{
+	my ($rel) = @_;
+	my $datadir = $node->data_dir;
+	my @files;
+	my $toast = $node->safe_psql('postgres',
+		"SELECT reltoastrelid FROM pg_class WHERE oid = '$rel'::regclass");
+	my @rels = ($node->safe_psql('postgres', "SELECT '$rel'::regclass::oid"));
+	if ($toast ne '0')
+	{
+		push @rels, $toast;
+		push @rels, $node->safe_psql('postgres',
+			"SELECT indexrelid FROM pg_index WHERE indrelid = $toast");
+	}
+	for my $r (@rels)
+	{
+		my $path = $node->safe_psql('postgres', "SELECT pg_relation_filepath($r)");
+		push @files, grep { -f $_ } glob("$datadir/$path $datadir/$path.* $datadir/${path}_*");
+	}
+	return @files;
+}
+
+sub wal_files
+{
+	my $dir = $node->data_dir . '/pg_wal';
+	opendir my $dh, $dir or die;
+	my @w = sort grep { /^[0-9A-F]{24}$/ && $_ ge $wal_start && $_ le $wal_end } readdir $dh;
+	closedir $dh;
+	return map { "$dir/$_" } @w;
+}
+
+sub count_hits
+{
+	my ($prefix, @files) = @_;
+	my $hits = 0;
+	for my $f (@files)
+	{
+		open my $fh, '<:raw', $f or die "$f: $!";
+		local $/;
+		my $content = <$fh>;
+		close $fh;
+		my @m = $content =~ /\Q$prefix\E/g;
+		$hits += scalar @m;
+	}
+	return $hits;
+}
+
+my @enc_files = files_of('enc');
+my @plain_files = files_of('plain');
+my @wal = wal_files();
+ok(scalar(@enc_files) >= 3, 'encrypted table has main, TOAST and TOAST index files');
+ok(scalar(@wal) >= 1, 'WAL segments to search: ' . scalar(@wal));
+
+is(count_hits('MRKENC', @enc_files), 0, 'no marker in the encrypted table or its TOAST table');
+is(count_hits('MRKENC', @wal), 0, 'no marker of the encrypted table in WAL');
+for my $kind ('TEXT_SMALL', 'JSON_SMALL', 'BSON_SMALL', 'TEXT_BIG', 'JSON_BIG', 'BSON_BIG', 'EXT_BIG', 'TEXT_COPY', 'TEXT_UPDATED')
+{
+	is(count_hits("MRKENC_$kind", @enc_files, @wal), 0, "no $kind marker on disk");
+}
+
+# the control: a heap table shows its markers in its files and in WAL
+ok(count_hits('MRKPLN_TEXT_SMALL', @plain_files) > 0, 'heap table: small marker found in its file');
+ok(count_hits('MRKPLN_EXT_BIG', @plain_files) > 0, 'heap table: TOASTed marker found in its TOAST file');
+ok(count_hits('MRKPLN_BSON_COPY', @wal) > 0, 'heap table: marker found in WAL');
+
+# after VACUUM FULL (new file, new key) still nothing, and data intact
+$node->safe_psql('postgres', 'VACUUM FULL enc; CHECKPOINT');
+@enc_files = files_of('enc');
+is(count_hits('MRKENC', @enc_files), 0, 'no marker after VACUUM FULL');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM enc WHERE t LIKE 'MRKENC%'}), '3',
+	'data intact after VACUUM FULL');
+
+$node->stop;
+done_testing();
