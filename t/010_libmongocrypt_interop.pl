@@ -16,6 +16,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use BsoncryptTest;
 
 my $src = $ENV{BSONCRYPT_SRC} // '.';
 my $oracle = "$src/test/oracle/mongocrypt_oracle";
@@ -27,22 +28,6 @@ plan skip_all => "libmongocrypt oracle $oracle is missing and `make -C $src/test
   unless -x $oracle;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-
-sub random_master_key
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
-	read($fh, my $bytes, 96) == 96 or die "short read from /dev/urandom";
-	close $fh;
-	return encode_base64($bytes, '');
-}
-
-sub write_file
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "$path: $!";
-	print $fh $text;
-	close $fh;
-}
 
 # Run the oracle; returns its stdout lines. Dies on exit status != 0.
 sub oracle
@@ -70,7 +55,7 @@ sub b64_to_uuid
 
 my $mk = random_master_key();
 my $keyfile = "$tmp/master.key";
-write_file($keyfile, "$mk\n");
+write_secret_file($keyfile, "$mk\n");
 chmod 0600, $keyfile;
 
 my $node = PostgreSQL::Test::Cluster->new('interop');
@@ -173,7 +158,7 @@ is(sql("SELECT get_key_by_alt_name('mc_other') = get_key('$mc_id')"),
 	't', 'both keyAltNames of the imported key resolve');
 
 my $vault1 = "$tmp/vault1.json";
-write_file($vault1, "$mc_doc\n");
+write_secret_file($vault1, "$mc_doc\n");
 
 sub oracle_encrypt
 {
@@ -250,7 +235,7 @@ my $mc_export = sql("SELECT bson_to_json(get_key('$mc_id'), true)");
 is(sql("SELECT get_key_by_alt_name('pg_key') = get_key('$pg_id')"), 't',
 	'get_key_by_alt_name and get_key agree');
 my $vault2 = "$tmp/vault2.json";
-write_file($vault2, "$pg_doc\n$mc_export\n");
+write_secret_file($vault2, "$pg_doc\n$mc_export\n");
 my $pg_id_b64 = encode_base64(pack('H*', $pg_id =~ s/-//gr), '');
 
 sql("CREATE TABLE plain_values (name text, det boolean, plain bson)");
@@ -482,7 +467,7 @@ FROM t, LATERAL try_import(d)});
 	# e. crypto-shredding
 	# ---------------------------------------------------------------------
 	my $vault3 = "$tmp/vault3.json";
-	write_file($vault3, "$k\n$mc_doc\n");
+	write_secret_file($vault3, "$k\n$mc_doc\n");
 	my ($sc) = oracle_encrypt($vault3, [ '--key-alt-name', 'shred_me' ], 'rand', 'string');
 	my ($sd) = oracle_encrypt($vault3, [ '--key-alt-name', 'shred_me' ], 'det', 'string');
 	my ($keep) = oracle_encrypt($vault3, [ '--key-alt-name', 'mc_key' ], 'rand', 'string');

@@ -13,6 +13,7 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use BsoncryptTest;
 
 my $src = $ENV{BSONCRYPT_SRC} // '.';
 my $oracle = "$src/test/oracle/mongocrypt_oracle";
@@ -24,23 +25,6 @@ plan skip_all => "libmongocrypt oracle $oracle is missing and `make -C $src/test
   unless -x $oracle;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-
-sub random_master_key
-{
-	open my $fh, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
-	read($fh, my $bytes, 96) == 96 or die "short read from /dev/urandom";
-	close $fh;
-	return encode_base64($bytes, '');
-}
-
-sub write_key_file
-{
-	my ($path, $key) = @_;
-	open my $fh, '>', $path or die "$path: $!";
-	print $fh "$key\n";
-	close $fh;
-	chmod 0600, $path;
-}
 
 sub oracle
 {
@@ -60,7 +44,7 @@ sub lit
 
 my $mk = random_master_key();
 my $keyfile = "$tmp/master.key";
-write_key_file($keyfile, $mk);
+write_secret_file($keyfile, $mk . "\n");
 
 sub new_node
 {
@@ -207,7 +191,7 @@ check_restored($node, 'dst', 'same cluster');
 
 # A second cluster, same master key file contents.
 my $keyfile2 = "$tmp/master2.key";
-write_key_file($keyfile2, $mk);
+write_secret_file($keyfile2, $mk . "\n");
 my $node2 = new_node('restore', $keyfile2);
 $node2->safe_psql('postgres', 'CREATE DATABASE dst2');
 $node2->command_ok([ 'pg_restore', '--exit-on-error', '-d', 'dst2', $dump ],
@@ -216,7 +200,7 @@ $node2->safe_psql('dst2', 'ALTER DATABASE dst2 SET search_path = bsoncrypt, publ
 check_restored($node2, 'dst2', 'second cluster');
 
 # The same cluster with another master key: the data restores, nothing decrypts.
-write_key_file($keyfile2, random_master_key());
+write_secret_file($keyfile2, random_master_key() . "\n");
 my ($ret, $out, $err) = $node2->psql('dst2', 'SELECT decrypt(doc) FROM people WHERE id = 1');
 isnt($ret, 0, 'with another master key the restored data does not decrypt');
 my $unwrap = qr/ERROR:  cannot unwrap data key [0-9a-f-]{36} with master key version "default" of provider "local"/;

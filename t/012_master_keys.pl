@@ -3,35 +3,17 @@
 # bytes in error messages or the server log.
 use strict;
 use warnings;
-use MIME::Base64 qw(encode_base64);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-
-sub random_key
-{
-	my $bytes = '';
-	open my $r, '<', '/dev/urandom' or die;
-	read $r, $bytes, 96;
-	close $r;
-	return encode_base64($bytes, '');
-}
-
-sub write_file_mode
-{
-	my ($path, $content, $mode) = @_;
-	open my $f, '>', $path or die "$path: $!";
-	print $f $content;
-	close $f;
-	chmod $mode, $path;
-}
+use BsoncryptTest;
 
 my $node = PostgreSQL::Test::Cluster->new('keys');
 $node->init(extra => [ '-E', 'UTF8', '--locale=C' ]);
 my $dir = $node->basedir;
 my $keyfile = "$dir/master.key";
-my ($k1, $k2, $k3) = (random_key(), random_key(), random_key());
-write_file_mode($keyfile, "$k1\n", 0600);
+my ($k1, $k2, $k3) = (random_master_key(), random_master_key(), random_master_key());
+write_secret_file($keyfile, "$k1\n", 0600);
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'bsoncrypt'
 bsoncrypt.local_master_key_file = '$keyfile'
@@ -68,7 +50,7 @@ $node->safe_psql('postgres', "ALTER SYSTEM SET bsoncrypt.local_master_key_file =
 $node->reload;
 like(sql_error(q{SELECT create_data_key()}), qr/could not access local master key file ".*nope.key"/,
 	'a missing key file is a clear error');
-write_file_mode("$dir/bad.key", "v1 not-base64!!\n", 0600);
+write_secret_file("$dir/bad.key", "v1 not-base64!!\n", 0600);
 $node->safe_psql('postgres', "ALTER SYSTEM SET bsoncrypt.local_master_key_file = '$dir/bad.key'");
 $node->reload;
 my $err = sql_error(q{SELECT create_data_key()});
@@ -77,7 +59,7 @@ $node->safe_psql('postgres', "ALTER SYSTEM RESET bsoncrypt.local_master_key_file
 $node->reload;
 
 # key ring: the old key keeps its version name, the last line is current
-write_file_mode($keyfile, "# ring\ndefault $k1\nv2 $k2\n", 0600);
+write_secret_file($keyfile, "# ring\ndefault $k1\nv2 $k2\n", 0600);
 sql(q{SELECT create_data_key('local', '{b}')});
 is(sql(q{SELECT string_agg(master_key_version, ',' ORDER BY key_alt_names[1]) FROM key_vault}),
 	'default,v2', 'new keys use the last (current) version');
@@ -87,7 +69,7 @@ is(sql(q{SELECT string_agg(doc ~>> 's', ',' ORDER BY id) FROM docs}), 'one,two',
 
 # wrong master key under a known version: clear error, nothing modified
 my $before = sql(q{SELECT string_agg(md5(key_material), ',' ORDER BY _id) FROM key_vault});
-write_file_mode($keyfile, "default $k3\nv2 $k2\n", 0600);
+write_secret_file($keyfile, "default $k3\nv2 $k2\n", 0600);
 $err = sql_error(q{SELECT doc ~>> 's' FROM docs WHERE id = 1});
 like($err, qr/cannot unwrap data key [0-9a-f-]{36} with master key version "default" of provider "local"/,
 	'a wrong master key is refused, naming the key and version');
@@ -96,15 +78,15 @@ is(sql(q{SELECT doc ~>> 's' FROM docs WHERE id = 2}), 'two', 'keys of other vers
 is(sql(q{SELECT string_agg(md5(key_material), ',' ORDER BY _id) FROM key_vault}), $before,
 	'nothing in the key vault changed');
 # a version that is no longer in the file
-write_file_mode($keyfile, "v2 $k2\n", 0600);
+write_secret_file($keyfile, "v2 $k2\n", 0600);
 like(sql_error(q{SELECT doc ~>> 's' FROM docs WHERE id = 1}),
 	qr/master key version "default" is not in local master key file/, 'a retired version is named');
-write_file_mode($keyfile, "default $k1\nv2 $k2\n", 0600);
+write_secret_file($keyfile, "default $k1\nv2 $k2\n", 0600);
 is(sql(q{SELECT doc ~>> 's' FROM docs WHERE id = 1}), 'one', 'restoring the key restores access');
 
 # the command provider
 my $script = "$dir/kms.sh";
-write_file_mode($script, qq{#!/bin/sh
+write_secret_file($script, qq{#!/bin/sh
 # prints the wanted version of the master key (current: v7)
 case "\$1" in
   ""|v7) echo "v7 $k3" ;;

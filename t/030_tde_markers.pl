@@ -9,17 +9,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use BsoncryptTest;
 
-my $node = PostgreSQL::Test::Cluster->new('tde_markers');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C' ]);
-my $keyfile = $node->basedir . '/master.key';
-open my $kf, '>', $keyfile or die;
-print $kf "Mng0NCt4ZHVUYUJCa1kxNkVyNUR1QURhZ2h2UzR2d2RrZzh0cFBwM3R6NmdWMDFBMUN3YkQ5aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk\n";
-close $kf;
-chmod 0600, $keyfile;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'bsoncrypt'
-bsoncrypt.local_master_key_file = '$keyfile'
+my $node = bsoncrypt_node('tde_markers', conf => qq{
 autovacuum = off
 full_page_writes = on
 wal_level = replica

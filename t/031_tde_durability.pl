@@ -12,21 +12,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use BsoncryptTest;
 use Time::HiRes qw(usleep);
 
-my $primary = PostgreSQL::Test::Cluster->new('tde_primary');
-$primary->init(allows_streaming => 1, extra => [ '-E', 'UTF8', '--locale=C' ]);
-my $keyfile = $primary->basedir . '/master.key';
-open my $kf, '>', $keyfile or die;
-print $kf "Mng0NCt4ZHVUYUJCa1kxNkVyNUR1QURhZ2h2UzR2d2RrZzh0cFBwM3R6NmdWMDFBMUN3YkQ5aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk\n";
-close $kf;
-chmod 0600, $keyfile;
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'bsoncrypt'
-bsoncrypt.local_master_key_file = '$keyfile'
+my $primary = bsoncrypt_node('tde_primary', init => { allows_streaming => 1 }, conf => qq{
 log_statement = none
 restart_after_crash = on
 });
+my $keyfile = $primary->basedir . '/master.key';
 $primary->start;
 $primary->safe_psql('postgres', q{
 CREATE EXTENSION bsoncrypt;

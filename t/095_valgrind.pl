@@ -7,20 +7,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use BsoncryptTest;
 
 if (system('valgrind --version >/dev/null 2>&1') != 0)
 {
 	plan skip_all => 'valgrind is not installed';
 }
 my $src = $ENV{BSONCRYPT_SRC} // '.';
-my $node = PostgreSQL::Test::Cluster->new('valgrind');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C' ]);
-my $keyfile = $node->basedir . '/master.key';
-open my $kf, '>', $keyfile or die;
-print $kf "Mng0NCt4ZHVUYUJCa1kxNkVyNUR1QURhZ2h2UzR2d2RrZzh0cFBwM3R6NmdWMDFBMUN3YkQ5aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk\n";
-close $kf;
-chmod 0600, $keyfile;
-$node->append_conf('postgresql.conf', "bsoncrypt.local_master_key_file = '$keyfile'\n");
+my $node = bsoncrypt_node('valgrind');
 
 my $script = $node->basedir . '/script.sql';
 open my $sf, '>', $script or die;

@@ -1,0 +1,53 @@
+# BsoncryptTest: what bsoncrypt's TAP tests share — master keys, key files
+# and a PostgreSQL::Test::Cluster node set up for the extension.
+package BsoncryptTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use MIME::Base64 qw(encode_base64);
+use PostgreSQL::Test::Cluster;
+
+our @EXPORT = qw(SPEC_LOCAL_MASTER_KEY random_master_key write_secret_file
+  bsoncrypt_node);
+
+# MongoDB's spec LOCAL_MASTERKEY (the FLE corpus key is wrapped by it).
+use constant SPEC_LOCAL_MASTER_KEY =>
+  'Mng0NCt4ZHVUYUJCa1kxNkVyNUR1QURhZ2h2UzR2d2RrZzh0cFBwM3R6NmdWMDFBMUN3YkQ5aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk';
+
+# base64 of 96 random bytes: a fresh local master key
+sub random_master_key
+{
+	open my $fh, '<:raw', '/dev/urandom' or die "/dev/urandom: $!";
+	read($fh, my $bytes, 96) == 96 or die "short read from /dev/urandom";
+	close $fh;
+	return encode_base64($bytes, '');
+}
+
+# Write a file readable only by its owner (as key files must be).
+sub write_secret_file
+{
+	my ($path, $content, $mode) = @_;
+	open my $fh, '>', $path or die "$path: $!";
+	print $fh $content;
+	close $fh;
+	chmod($mode // 0600, $path) or die "chmod $path: $!";
+	return $path;
+}
+
+# A new (not started) node preloading bsoncrypt, UTF-8, with a local master
+# key file holding key_file (default: the spec key) and extra conf lines.
+sub bsoncrypt_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(extra => [ '-E', 'UTF8', '--locale=C' ], %{ $opts{init} // {} });
+	my $keyfile = write_secret_file($node->basedir . '/master.key',
+		($opts{key_file} // SPEC_LOCAL_MASTER_KEY) . "\n");
+	$node->append_conf('postgresql.conf', "shared_preload_libraries = 'bsoncrypt'\n"
+		  . "bsoncrypt.local_master_key_file = '$keyfile'\n"
+		  . ($opts{conf} // ''));
+	return $node;
+}
+
+1;
