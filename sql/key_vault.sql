@@ -115,10 +115,14 @@ WHERE n.nspname = 'bsoncrypt' AND has_function_privilege('public', p.oid, 'EXECU
   AND p.proname !~ '^bson_'
 ORDER BY 1;
 
--- a modified keyMaterial in the vault: unwrapping fails, no value comes out
+-- a modified keyMaterial in the vault: the next unwrap fails, no value comes out
+-- (a cached key is not re-read before bsoncrypt.key_cache_ttl: rewraps change
+-- key_material without changing the key, so they do not flush caches)
+SET bsoncrypt.key_cache_ttl = 0;
 SELECT create_data_key('local', '{tampered}') AS tk \gset
 SELECT encrypt_value('{"": "t"}', 'tampered', 'random') AS tct \gset
 UPDATE key_vault SET key_material = set_byte(key_material, 40, get_byte(key_material, 40) # 1) WHERE _id = :'tk';
 SELECT pg_temp.try(format('SELECT bsoncrypt.decrypt_value(%L)', :'tct'));
 SELECT pg_temp.try($$SELECT bsoncrypt.encrypt_value('{"": "t"}', 'tampered')$$);
 SELECT delete_key(:'tk');
+RESET bsoncrypt.key_cache_ttl;

@@ -8,9 +8,10 @@
  *	  miss, and independent of the caller's privileges on the table, so a
  *	  role may be allowed to encrypt without being able to read the vault.
  *	  Entries live bsoncrypt.key_cache_ttl seconds (libmongocrypt's 60 s by
- *	  default) and are dropped as soon as the key vault changes: a statement
- *	  trigger on key_vault sends a relcache invalidation that every backend
- *	  receives.  Dropped keys are zeroed (fle_aead_free).
+ *	  default) and are dropped as soon as the key vault changes: triggers on
+ *	  key_vault send a relcache invalidation that every backend receives
+ *	  (rewraps, which leave data keys unchanged, do not).  Dropped keys are
+ *	  zeroed (fle_aead_free).
  *
  *-------------------------------------------------------------------------
  */

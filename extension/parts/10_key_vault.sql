@@ -58,12 +58,25 @@ CREATE TRIGGER key_vault_sync_alt_names
     AFTER INSERT OR UPDATE OF key_alt_names, _id ON key_vault
     FOR EACH ROW EXECUTE FUNCTION _sync_key_alt_names();
 
--- Tell every session to drop its cached keys when the vault changes.
+-- Tell every session to drop its cached keys when the vault changes.  A
+-- rewrap (new key_material and master_key_version for the same key, what
+-- rotation does) leaves the data key itself unchanged, so it keeps cached
+-- keys: otherwise every rotation batch would make every session unwrap all
+-- its keys again.  Replacing a key's material with a different data key is
+-- not an operation bsoncrypt offers (create a new key instead); sessions
+-- would see it only after bsoncrypt.key_cache_ttl.
 CREATE FUNCTION _key_vault_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'bsoncrypt_key_vault_changed' LANGUAGE C;
 CREATE TRIGGER key_vault_invalidate_cache
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON key_vault
+    AFTER INSERT OR DELETE OR TRUNCATE ON key_vault
     FOR EACH STATEMENT EXECUTE FUNCTION _key_vault_changed();
+CREATE TRIGGER key_vault_invalidate_cache_on_update
+    AFTER UPDATE ON key_vault FOR EACH ROW
+    WHEN (OLD._id IS DISTINCT FROM NEW._id
+          OR OLD.key_alt_names IS DISTINCT FROM NEW.key_alt_names
+          OR OLD.master_key IS DISTINCT FROM NEW.master_key
+          OR OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION _key_vault_changed();
 
 -- pg_dump carries the keys; key_alt_names is rebuilt from them by the trigger.
 SELECT pg_catalog.pg_extension_config_dump('key_vault', '');
