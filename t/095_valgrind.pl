@@ -1,5 +1,6 @@
 # bsoncrypt is valgrind-clean inside a real backend: a single-user postgres
-# runs the BSON type, key vault and field encryption paths under memcheck,
+# runs the BSON type, key vault, field encryption and encrypted_heap paths
+# under memcheck,
 # and any error (invalid read/write, use of uninitialised memory reaching a
 # syscall, e.g. a data page write) fails the test.
 use strict;
@@ -34,6 +35,15 @@ SELECT count(*) FROM t, bson_object_keys(doc) k;
 SELECT '{"x": 1, "y": [true, null, "z"]}'::bson::jsonb::bson::text;
 SELECT '\x0f0000000261ff0002000000610000'::bytea::bson;
 SELECT decrypt_value(set_byte(encrypt_value('{"": "s"}', 'vg')::bytea, 40, 0)::bson);
+CREATE TABLE enc (id int PRIMARY KEY, doc bson, note text) USING encrypted_heap;
+INSERT INTO enc SELECT g, doc, repeat(md5(g::text), g % 90) FROM t, generate_series(1, 1) g0, LATERAL (SELECT (doc ->> '_id')::int AS g) s;
+UPDATE enc SET note = note || 'x' WHERE id % 3 = 0;
+UPDATE enc SET id = id + 1000 WHERE id % 7 = 0;
+DELETE FROM enc WHERE id % 11 = 0;
+CREATE INDEX ON enc ((doc -> 's'));
+SELECT count(*), sum(length(note)) FROM enc WHERE doc ->> 's' IS NOT NULL;
+VACUUM FULL enc;
+SELECT count(*) FROM enc, bson_object_keys(doc) k;
 SELECT get_keys();
 SELECT import_key(k) FROM (SELECT get_key(_id) AS k FROM key_vault) s;
 SELECT delete_key(_id) FROM key_vault;
@@ -52,4 +62,6 @@ my $out = slurp_file($node->basedir . '/out.txt');
 like($out, qr/count = "300"/, 'the workload ran');
 like($out, qr/ERROR:  invalid BSON in bytea to bson cast: field name is not valid UTF-8/, 'error paths ran too');
 like($out, qr/authentication failed/, 'tamper path ran too');
+like($out, qr/sum = "\d+"/, 'the encrypted_heap workload ran');
+unlike($out, qr/ERROR:.*(encrypted_heap|enc\b)/, 'without errors');
 done_testing();
