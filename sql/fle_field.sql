@@ -30,6 +30,8 @@ SELECT id, doc ->> 'name' AS name,
        doc ->> 'kids.0.ssn' LIKE '%"06"%' AS kid_ssn_enc,
        doc ->> 'kids.0.n' AS kid_name
 FROM people ORDER BY id;
+-- paths are resolved as by ->: an empty component names the empty key
+SELECT encrypt_field('{"": {"a": "x"}}', '.a', 'hr', 'deterministic') -> '.a' = '{"": {"a": "x"}}'::bson -> '.a' ## 'hr' AS same_path_rules;
 -- re-running is harmless: encrypted values and missing paths are left as they are
 SELECT count(*) AS unchanged FROM people
  WHERE encrypt_field(doc, 'ssn', 'hr', 'deterministic') = doc

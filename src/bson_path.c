@@ -22,17 +22,24 @@ PG_FUNCTION_INFO_V1(bsoncrypt_bson_get_text);
 PG_FUNCTION_INFO_V1(bsoncrypt_bson_object_keys);
 
 /*
- * Find the element at a dotted path.  Returns false when any component is
- * missing or a non-final component is not a document or array.
+ * Find the element at a dotted path, and the documents that enclose it:
+ * m->doc_offsets holds the byte offsets of their length prefixes, outermost
+ * (the whole document, offset 0) first, so that a caller replacing the
+ * element can fix them up.  Returns false when any component is missing or
+ * a non-final component is not a document or array.
  */
 bool
-bson_find_path(const bson_t *doc, const char *path, bson_iter_t *found)
+bson_find_path_with_parents(const bson_t *doc, const char *path,
+							BsonPathMatch *m)
 {
 	bson_iter_t iter;
+	const uint8_t *base = bson_get_data(doc);
 	const char *component = path;
 
 	if (!bson_iter_init(&iter, doc))
 		return false;
+	m->ndocs = 0;
+	m->doc_offsets[m->ndocs++] = 0;
 	for (;;)
 	{
 		const char *dot = strchr(component, '.');
@@ -42,15 +49,28 @@ bson_find_path(const bson_t *doc, const char *path, bson_iter_t *found)
 			return false;
 		if (dot == NULL)
 		{
-			*found = iter;
+			m->elem = iter;
 			return true;
 		}
-		if (!BSON_ITER_HOLDS_DOCUMENT(&iter) && !BSON_ITER_HOLDS_ARRAY(&iter))
+		if ((!BSON_ITER_HOLDS_DOCUMENT(&iter) && !BSON_ITER_HOLDS_ARRAY(&iter)) ||
+			m->ndocs > BSON_MAX_NESTING_DEPTH ||
+			!bson_iter_recurse(&iter, &iter))
 			return false;
-		if (!bson_iter_recurse(&iter, &iter))
-			return false;
+		m->doc_offsets[m->ndocs++] = (uint32_t) (iter.raw - base);
 		component = dot + 1;
 	}
+}
+
+/* Find the element at a dotted path (see bson_find_path_with_parents). */
+bool
+bson_find_path(const bson_t *doc, const char *path, bson_iter_t *found)
+{
+	BsonPathMatch m;
+
+	if (!bson_find_path_with_parents(doc, path, &m))
+		return false;
+	*found = m.elem;
+	return true;
 }
 
 /* {"": value} for the element an iterator points at (DocumentDB's form). */

@@ -53,6 +53,17 @@ extern char *bson_data_to_json(const BsonData *data, BsonOutputMode mode);
 extern char *bson_value_to_json(const bson_iter_t *value, BsonOutputMode mode);
 
 /* bson_path.c */
+
+/* An element found by path, with the documents enclosing it. */
+typedef struct BsonPathMatch
+{
+	bson_iter_t elem;
+	int			ndocs;
+	uint32_t	doc_offsets[BSON_MAX_NESTING_DEPTH + 1];	/* outermost first */
+} BsonPathMatch;
+
+extern bool bson_find_path_with_parents(const bson_t *doc, const char *path,
+										BsonPathMatch *m);
 extern bool bson_find_path(const bson_t *doc, const char *path,
 						   bson_iter_t *found);
 extern BsonData *bson_wrap_value(const bson_iter_t *value);

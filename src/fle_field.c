@@ -57,13 +57,6 @@ typedef struct FieldCryptCache
 	uint64		dec_generation;
 } FieldCryptCache;
 
-/* An element found by path, with the documents enclosing it. */
-typedef struct PathMatch
-{
-	bson_iter_t elem;
-	int			ndocs;
-	uint32_t	doc_offsets[BSON_MAX_NESTING_DEPTH + 1];	/* outermost first */
-} PathMatch;
 
 static FieldCryptCache *
 get_cache(FunctionCallInfo fcinfo)
@@ -239,46 +232,12 @@ decryption_key(FunctionCallInfo fcinfo, const uint8_t *key_uuid)
 	return cache->dec_key;
 }
 
-/* ---------- finding a path, with its enclosing documents ---------- */
-
-static bool
-find_path_with_parents(const bson_t *doc, const char *path, PathMatch *m)
-{
-	bson_iter_t iter;
-	const uint8_t *base = bson_get_data(doc);
-	const char *component = path;
-
-	if (!bson_iter_init(&iter, doc))
-		return false;
-	m->ndocs = 0;
-	m->doc_offsets[m->ndocs++] = 0;
-	for (;;)
-	{
-		const char *dot = strchr(component, '.');
-		size_t		len = dot ? (size_t) (dot - component) : strlen(component);
-
-		if (len == 0 || !bson_iter_find_w_len(&iter, component, (int) len))
-			return false;
-		if (dot == NULL)
-		{
-			m->elem = iter;
-			return true;
-		}
-		if ((!BSON_ITER_HOLDS_DOCUMENT(&iter) && !BSON_ITER_HOLDS_ARRAY(&iter)) ||
-			m->ndocs > BSON_MAX_NESTING_DEPTH ||
-			!bson_iter_recurse(&iter, &iter))
-			return false;
-		m->doc_offsets[m->ndocs++] = (uint32_t) (iter.raw - base);
-		component = dot + 1;
-	}
-}
-
 /*
  * A copy of doc with the element m->elem replaced by one of new_len bytes;
  * *slot points where the caller writes the new element.
  */
 static BsonData *
-splice_element(const bson_t *doc, const PathMatch *m, uint32_t new_len,
+splice_element(const bson_t *doc, const BsonPathMatch *m, uint32_t new_len,
 			   uint8_t **slot)
 {
 	const uint8_t *base = bson_get_data(doc);
@@ -363,13 +322,13 @@ write_encrypted_element(uint8_t *dst, const bson_iter_t *elem, DataKey *key,
 static BsonData *
 encrypt_path(const bson_t *doc, const char *path, DataKey *key, FleAlgorithm alg)
 {
-	PathMatch	m;
+	BsonPathMatch m;
 	const uint8_t *blob;
 	uint32_t	blob_len;
 	uint8_t    *slot;
 	BsonData   *result;
 
-	if (!find_path_with_parents(doc, path, &m) || is_encrypted(&m.elem, &blob, &blob_len))
+	if (!bson_find_path_with_parents(doc, path, &m) || is_encrypted(&m.elem, &blob, &blob_len))
 		return NULL;
 	check_encryptable(&m.elem, alg, path);
 	result = splice_element(doc, &m, encrypted_element_len(&m.elem), &slot);
@@ -468,7 +427,7 @@ encrypt_value_common(FunctionCallInfo fcinfo, bool by_id, FleAlgorithm alg)
 	BsonData   *data = PG_GETARG_BSON_P(0);
 	DataKey    *key = encryption_key(fcinfo, 1, by_id);
 	bson_t		doc;
-	PathMatch	m;
+	BsonPathMatch m;
 	uint8_t    *slot;
 	BsonData   *result;
 
@@ -609,7 +568,7 @@ first_element(const BsonData *one, uint32_t *offset, uint32_t *len)
 
 /* Replace the encrypted element m->elem of doc by its plaintext. */
 static BsonData *
-decrypt_path(FunctionCallInfo fcinfo, const bson_t *doc, PathMatch *m,
+decrypt_path(FunctionCallInfo fcinfo, const bson_t *doc, BsonPathMatch *m,
 			 const uint8_t *blob, uint32_t blob_len, const char *path)
 {
 	const char *key = bson_iter_key(&m->elem);
@@ -633,12 +592,12 @@ bsoncrypt_decrypt_field(PG_FUNCTION_ARGS)
 	BsonData   *data = PG_GETARG_BSON_P(0);
 	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	bson_t		doc;
-	PathMatch	m;
+	BsonPathMatch m;
 	const uint8_t *blob;
 	uint32_t	blob_len;
 
 	bson_init_from_data(&doc, data);
-	if (!find_path_with_parents(&doc, path, &m) || !is_encrypted(&m.elem, &blob, &blob_len))
+	if (!bson_find_path_with_parents(&doc, path, &m) || !is_encrypted(&m.elem, &blob, &blob_len))
 		PG_RETURN_POINTER(data);
 	PG_RETURN_BSON_P(decrypt_path(fcinfo, &doc, &m, blob, blob_len, path));
 }
@@ -648,7 +607,7 @@ bsoncrypt_decrypt_value(PG_FUNCTION_ARGS)
 {
 	BsonData   *data = PG_GETARG_BSON_P(0);
 	bson_t		doc;
-	PathMatch	m;
+	BsonPathMatch m;
 	const uint8_t *blob;
 	uint32_t	blob_len;
 
