@@ -18,33 +18,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use BsoncryptTest;
 
-my $src = $ENV{BSONCRYPT_SRC} // '.';
-my $oracle = "$src/test/oracle/mongocrypt_oracle";
-if (!-x $oracle)
-{
-	system("make -s -C $src/test/oracle >/dev/null 2>&1");
-}
-plan skip_all => "libmongocrypt oracle $oracle is missing and `make -C $src/test/oracle` could not build it"
-  unless -x $oracle;
+require_oracle();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-
-# Run the oracle; returns its stdout lines. Dies on exit status != 0.
-sub oracle
-{
-	my ($cmd, $input, @args) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ $oracle, $cmd, @args ], '<', \$input, '>', \$out, '2>', \$err)
-	  or die "mongocrypt_oracle $cmd @args failed: $err";
-	return split /\n/, $out;
-}
-
-sub lit
-{
-	my $s = shift;
-	$s =~ s/'/''/g;
-	return "'$s'";
-}
 
 sub b64_to_uuid
 {
@@ -150,9 +126,9 @@ my ($mc_doc) = oracle('create-key', '', '--master-key', $mk, '--alt-name', 'mc_k
 my ($mc_id_b64) = $mc_doc =~ /"_id" : \{ "\$binary" : \{ "base64" : "([^"]+)"/
   or die "no _id in $mc_doc";
 my $mc_id = b64_to_uuid($mc_id_b64);
-is(sql("SELECT import_key(" . lit($mc_doc) . ")"), $mc_id,
+is(sql("SELECT import_key(" . sql_literal($mc_doc) . ")"), $mc_id,
 	'import_key of a libmongocrypt key returns its _id');
-is( sql("SELECT get_key('$mc_id')::bytea = " . lit($mc_doc) . "::bson::bytea"),
+is( sql("SELECT get_key('$mc_id')::bytea = " . sql_literal($mc_doc) . "::bson::bytea"),
 	't', 'get_key gives back the imported libmongocrypt document byte for byte');
 is(sql("SELECT get_key_by_alt_name('mc_other') = get_key('$mc_id')"),
 	't', 'both keyAltNames of the imported key resolve');
@@ -179,10 +155,10 @@ for my $alg ('det', 'rand')
 	for my $i (0 .. $#names)
 	{
 		die "oracle refused $names[$i] ($alg): $by_name[$i]" if $by_name[$i] =~ /"error"/;
-		push @rows, "(" . join(', ', lit($names[$i]), lit($alg), "'alt_name'",
-			lit(vdoc($names[$i])), lit($by_name[$i])) . ")";
-		push @rows, "(" . join(', ', lit($names[$i]), lit($alg), "'id'",
-			lit(vdoc($names[$i])), lit($by_id[$i])) . ")";
+		push @rows, "(" . join(', ', sql_literal($names[$i]), sql_literal($alg), "'alt_name'",
+			sql_literal(vdoc($names[$i])), sql_literal($by_name[$i])) . ")";
+		push @rows, "(" . join(', ', sql_literal($names[$i]), sql_literal($alg), "'id'",
+			sql_literal(vdoc($names[$i])), sql_literal($by_id[$i])) . ")";
 	}
 	if ($alg eq 'det')
 	{
@@ -219,9 +195,9 @@ like($nul_err, qr/string value contains a NUL character, which type text cannot 
 	(my $inner = $c) =~ s/^\{\s*"v"\s*:\s*(.*)\}\s*$/$1/;
 	my $doc = qq({"_id": 1, "a": {"b": [0, {"c": $inner}]}, "z": "plain"});
 	my $want = qq({"_id": 1, "a": {"b": [0, {"c": $value{'string-unicode'}}]}, "z": "plain"});
-	is(sql("SELECT decrypt(" . lit($doc) . ")::bytea = " . lit($want) . "::bson::bytea"),
+	is(sql("SELECT decrypt(" . sql_literal($doc) . ")::bytea = " . sql_literal($want) . "::bson::bytea"),
 		't', 'decrypt() finds a libmongocrypt ciphertext nested in arrays and documents');
-	is(sql("SELECT decrypt_field(" . lit($doc) . ", 'a.b.1.c')::bytea = " . lit($want) . "::bson::bytea"),
+	is(sql("SELECT decrypt_field(" . sql_literal($doc) . ", 'a.b.1.c')::bytea = " . sql_literal($want) . "::bson::bytea"),
 		't', 'decrypt_field by dotted path with an array index');
 }
 
@@ -240,7 +216,7 @@ my $pg_id_b64 = encode_base64(pack('H*', $pg_id =~ s/-//gr), '');
 
 sql("CREATE TABLE plain_values (name text, det boolean, plain bson)");
 sql("INSERT INTO plain_values VALUES "
-	  . join(",\n", map { "(" . lit($_->[0]) . ", " . ($_->[2] ? 'true' : 'false') . ", " . lit(vdoc($_->[0])) . ")" } @values));
+	  . join(",\n", map { "(" . sql_literal($_->[0]) . ", " . ($_->[2] ? 'true' : 'false') . ", " . sql_literal(vdoc($_->[0])) . ")" } @values));
 
 # Every way bsoncrypt can encrypt, with both keys, by alt name and by id.
 my @keyspecs = ("'mc_key'::text", "'$mc_id'::uuid", "'pg_key'::text", "'$pg_id'::uuid");
@@ -261,7 +237,7 @@ for my $k (@keyspecs)
 }
 my $union = join("\nUNION ALL\n", map {
 	my ($expr, $det) = @$_;
-	"SELECT name, " . lit($expr) . " AS how, bson_to_json($expr, true) AS cipher FROM plain_values"
+	"SELECT name, " . sql_literal($expr) . " AS how, bson_to_json($expr, true) AS cipher FROM plain_values"
 	  . ($det ? " WHERE det" : '')
 } @ways);
 my @sql_out = split /\n/, sql("SELECT name || E'\\t' || how || E'\\t' || cipher FROM ($union) s");
@@ -291,7 +267,7 @@ is(scalar(@bad_b), 0, 'libmongocrypt decrypts every bsoncrypt ciphertext to the 
 # A document with several encrypted fields at several depths.
 {
 	my $doc = qq({"_id": 7, "a": {"s": $value{'string-unicode'}, "d": $value{'document'}}, "n": $value{'int64-max'}, "k": "plain"});
-	my $enc = sql("SELECT bson_to_json(encrypt_field(encrypt_fields(" . lit($doc)
+	my $enc = sql("SELECT bson_to_json(encrypt_field(encrypt_fields(" . sql_literal($doc)
 		  . ", ARRAY['a.s', 'n'], 'pg_key', 'deterministic'), 'a.d', 'mc_key', 'random'), true)");
 	like($enc, qr/"k" : "plain"/, 'fields not named stay in clear');
 	my ($dec) = oracle('decrypt', "$enc\n", '--master-key', $mk, '--key-vault', $vault2);
@@ -305,7 +281,7 @@ for my $k ([ 'mc_key', $vault1 ], [ 'pg_key', $vault2 ])
 {
 	my @c = oracle_encrypt($vault2, [ '--key-alt-name', $k->[0] ], 'det', @det);
 	sql("INSERT INTO det_mc VALUES "
-		  . join(",\n", map { "(" . lit($det[$_]) . ", '$k->[0]', " . lit($c[$_]) . ")" } 0 .. $#det));
+		  . join(",\n", map { "(" . sql_literal($det[$_]) . ", '$k->[0]', " . sql_literal($c[$_]) . ")" } 0 .. $#det));
 }
 is( sql(q{SELECT count(*) FROM det_mc d JOIN plain_values p USING (name)
           WHERE encrypt_value(p.plain, d.key, 'deterministic')::bytea = d.cipher::bytea
@@ -339,7 +315,7 @@ for my $alg ('det', 'rand')
 	my $pgalg = $alg eq 'det' ? 'deterministic' : 'random';
 	my %state = map { split /\t/ } split /\n/, sql(
 		"SELECT name || E'\\t' || coalesce(refused(plain, '$pgalg'), 'accepted') FROM (VALUES "
-		  . join(', ', map { "(" . lit($_) . ", " . lit(vdoc($_)) . "::bson)" } @names)
+		  . join(', ', map { "(" . sql_literal($_) . ", " . sql_literal(vdoc($_)) . "::bson)" } @names)
 		  . ") v(name, plain)");
 	my @pg_refused = grep { $state{$_} ne 'accepted' } @names;
 	my @expected = ((map { $_->[0] } @never),
@@ -357,8 +333,8 @@ for my $alg ('det', 'rand')
 	my ($c) = oracle_encrypt($vault1, [ '--key-alt-name', 'mc_key' ], 'rand', 'string-unicode');
 	my ($cd) = oracle_encrypt($vault1, [ '--key-alt-name', 'mc_key' ], 'det', 'int64-max');
 	sql("CREATE TABLE tamper_src (name text, cipher bson, plain bson)");
-	sql("INSERT INTO tamper_src VALUES ('rand-string', " . lit($c) . ", " . lit(vdoc('string-unicode'))
-		  . "), ('det-int64', " . lit($cd) . ", " . lit(vdoc('int64-max')) . ")");
+	sql("INSERT INTO tamper_src VALUES ('rand-string', " . sql_literal($c) . ", " . sql_literal(vdoc('string-unicode'))
+		  . "), ('det-int64', " . sql_literal($cd) . ", " . sql_literal(vdoc('int64-max')) . ")");
 	# {"v": Binary}: int32 length, 0x05, "v\0", int32 payload length, subtype 6, payload, 0x00
 	# so the FLE1 payload is bytes 12 .. length-2. Flip each byte (low bit, and all bits).
 	my $res = sql(q{
@@ -429,7 +405,7 @@ SELECT count(DISTINCT (name, i, mask)) FROM tampered});
 	my ($kid_b64) = $k =~ /"_id" : \{ "\$binary" : \{ "base64" : "([^"]+)"/;
 	my $kid = b64_to_uuid($kid_b64);
 	my $before = sql("SELECT count(*) FROM key_vault");
-	sql("CREATE TABLE key_src AS SELECT " . lit($k) . "::bson AS doc");
+	sql("CREATE TABLE key_src AS SELECT " . sql_literal($k) . "::bson AS doc");
 	sql(q{CREATE FUNCTION try_import(d bson, OUT state text, OUT msg text) LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM import_key(d);
@@ -455,7 +431,7 @@ FROM t, LATERAL try_import(d)});
 	my ($wid) = $w =~ /"_id" : \{ "\$binary" : \{ "base64" : "([^"]+)"/;
 	$wid = b64_to_uuid($wid);
 	$before = sql("SELECT count(*) FROM key_vault");
-	my ($ret, $out, $err) = $node->psql('postgres', "SELECT import_key(" . lit($w) . ")");
+	my ($ret, $out, $err) = $node->psql('postgres', "SELECT import_key(" . sql_literal($w) . ")");
 	isnt($ret, 0, 'import_key of a key wrapped by another master key fails');
 	like($err, qr/ERROR:  cannot import data key \Q$wid\E: no master key version of provider "local" unwraps it/,
 		'... with a clear error naming the key');
@@ -472,10 +448,10 @@ FROM t, LATERAL try_import(d)});
 	my ($sd) = oracle_encrypt($vault3, [ '--key-alt-name', 'shred_me' ], 'det', 'string');
 	my ($keep) = oracle_encrypt($vault3, [ '--key-alt-name', 'mc_key' ], 'rand', 'string');
 	sql("CREATE TABLE shred (n int, cipher bson)");
-	sql("INSERT INTO shred VALUES (1, " . lit($sc) . "), (2, " . lit($sd) . "), "
-		  . "(3, encrypt_field(" . lit(vdoc('string')) . ", 'v', 'shred_me', 'random'))");
+	sql("INSERT INTO shred VALUES (1, " . sql_literal($sc) . "), (2, " . sql_literal($sd) . "), "
+		  . "(3, encrypt_field(" . sql_literal(vdoc('string')) . ", 'v', 'shred_me', 'random'))");
 	sql("CREATE TABLE keep (cipher bson)");
-	sql("INSERT INTO keep VALUES (" . lit($keep) . ")");
+	sql("INSERT INTO keep VALUES (" . sql_literal($keep) . ")");
 
 	my $bg = $node->background_psql('postgres', on_error_stop => 0);
 	is($bg->query_safe("SELECT string_agg(decrypt(cipher) ->> 'v', ',' ORDER BY n) FROM shred"),

@@ -15,32 +15,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use BsoncryptTest;
 
-my $src = $ENV{BSONCRYPT_SRC} // '.';
-my $oracle = "$src/test/oracle/mongocrypt_oracle";
-if (!-x $oracle)
-{
-	system("make -s -C $src/test/oracle >/dev/null 2>&1");
-}
-plan skip_all => "libmongocrypt oracle $oracle is missing and `make -C $src/test/oracle` could not build it"
-  unless -x $oracle;
+require_oracle();
 
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-
-sub oracle
-{
-	my ($cmd, $input, @args) = @_;
-	my ($out, $err) = ('', '');
-	IPC::Run::run([ $oracle, $cmd, @args ], '<', \$input, '>', \$out, '2>', \$err)
-	  or die "mongocrypt_oracle $cmd @args failed: $err";
-	return split /\n/, $out;
-}
-
-sub lit
-{
-	my $s = shift;
-	$s =~ s/'/''/g;
-	return "'$s'";
-}
 
 my $mk = random_master_key();
 my $keyfile = "$tmp/master.key";
@@ -67,7 +44,7 @@ $node->safe_psql('src', 'ALTER DATABASE src SET search_path = bsoncrypt, public'
 # Keys: two made here (one with two alt names, one with none) and one made by
 # libmongocrypt under the same master key.
 my ($mc_doc) = oracle('create-key', '', '--master-key', $mk, '--alt-name', 'mc');
-my $mc_id = $node->safe_psql('src', "SELECT import_key(" . lit($mc_doc) . ")");
+my $mc_id = $node->safe_psql('src', "SELECT import_key(" . sql_literal($mc_doc) . ")");
 my $k1 = $node->safe_psql('src', "SELECT create_data_key('local', ARRAY['hr', 'hr2'])");
 my $k2 = $node->safe_psql('src', "SELECT create_data_key('local')");
 my $mc_cipher;
@@ -94,7 +71,7 @@ SELECT i, encrypt_field(encrypt_field(encrypt_field(
          'name', '$k2'::uuid, 'random'),
          'note', 'mc', CASE WHEN i % 2 = 0 THEN 'random' ELSE 'deterministic' END)
 FROM generate_series(1, 2000) i;
-INSERT INTO people VALUES (0, ${\ lit($mc_cipher)});
+INSERT INTO people VALUES (0, ${\ sql_literal($mc_cipher)});
 CREATE INDEX people_ssn ON people ((doc -> 'ssn'));
 CREATE TABLE plain_docs (id int PRIMARY KEY, doc bson);
 INSERT INTO plain_docs VALUES
@@ -150,7 +127,7 @@ sub check_restored
 	($ret, $out, $err) = $n->psql($db, "SELECT add_key_alt_name('$k2', 'mc')");
 	like($err, qr/keyAltName "mc" is already used by data key \Q$mc_id\E/,
 		"$what: add_key_alt_name with a used alt name fails");
-	($ret, $out, $err) = $n->psql($db, "SELECT import_key(" . lit($mc_doc) . ")");
+	($ret, $out, $err) = $n->psql($db, "SELECT import_key(" . sql_literal($mc_doc) . ")");
 	like($err, qr/data key \Q$mc_id\E is already in the key vault/, "$what: re-import refused");
 	is($n->safe_psql($db, "SELECT count(*) FROM key_vault"), '3', "$what: still three keys");
 	is( $n->safe_psql($db, "SELECT get_key_by_alt_name('hr2') = get_key('$k1') AND get_key_by_alt_name('mc') = get_key('$mc_id')"),

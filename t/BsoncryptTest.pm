@@ -6,10 +6,12 @@ use strict;
 use warnings;
 use Exporter 'import';
 use MIME::Base64 qw(encode_base64);
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
+use Test::More;
 
 our @EXPORT = qw(SPEC_LOCAL_MASTER_KEY random_master_key write_secret_file
-  bsoncrypt_node);
+  bsoncrypt_node require_oracle oracle sql_literal);
 
 # MongoDB's spec LOCAL_MASTERKEY (the FLE corpus key is wrapped by it).
 use constant SPEC_LOCAL_MASTER_KEY =>
@@ -48,6 +50,39 @@ sub bsoncrypt_node
 		  . "bsoncrypt.local_master_key_file = '$keyfile'\n"
 		  . ($opts{conf} // ''));
 	return $node;
+}
+
+my $oracle_path;
+
+# The libmongocrypt oracle (test/oracle), built if missing; skips the whole
+# test file when it cannot be built.
+sub require_oracle
+{
+	my $src = $ENV{BSONCRYPT_SRC} // '.';
+	$oracle_path = "$src/test/oracle/mongocrypt_oracle";
+	system("make -s -C $src/test/oracle >/dev/null 2>&1") unless -x $oracle_path;
+	plan skip_all =>
+	  "libmongocrypt oracle $oracle_path is missing and `make -C $src/test/oracle` could not build it"
+	  unless -x $oracle_path;
+	return $oracle_path;
+}
+
+# Run an oracle command with input on stdin; its stdout lines.  Dies if it fails.
+sub oracle
+{
+	my ($cmd, $input, @args) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ $oracle_path, $cmd, @args ], '<', \$input, '>', \$out, '2>', \$err)
+	  or die "mongocrypt_oracle $cmd @args failed: $err";
+	return split /\n/, $out;
+}
+
+# A string as an SQL literal.
+sub sql_literal
+{
+	my $s = shift;
+	$s =~ s/'/''/g;
+	return "'$s'";
 }
 
 1;
