@@ -8,7 +8,9 @@
  *	  miss, and independent of the caller's privileges on the table, so a
  *	  role may be allowed to encrypt without being able to read the vault.
  *	  Entries live bsoncrypt.key_cache_ttl seconds (libmongocrypt's 60 s by
- *	  default) and are dropped as soon as the key vault changes: triggers on
+ *	  default), counted from the start of the statement that unwrapped them:
+ *	  0 means once per statement, and the per-row check reads no clock.
+ *	  They are dropped as soon as the key vault changes: triggers on
  *	  key_vault send a relcache invalidation that every backend receives
  *	  (rewraps, which leave data keys unchanged, do not).  Dropped keys are
  *	  zeroed (fle_aead_free).
@@ -262,14 +264,14 @@ key_cache_get_by_id(const pg_uuid_t *id)
 {
 	DataKey    *key;
 	bool		found;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = GetCurrentStatementStartTimestamp();
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	FleAeadCtx *ctx;
 
 	key_cache_init();
 	key = hash_search(keys_by_id, id, HASH_FIND, NULL);
-	if (key != NULL && key->expires > now)
+	if (key != NULL && key->expires >= now)
 		return key;
 
 	/* remember which relation's invalidations flush this cache */
@@ -317,14 +319,14 @@ DataKey *
 key_cache_get_by_alt_name(const char *alt_name)
 {
 	AltNameEntry *entry = NULL;
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz now = GetCurrentStatementStartTimestamp();
 	pg_uuid_t	id;
 	bool		cacheable = strlen(alt_name) < ALT_NAME_CACHE_MAX;
 
 	key_cache_init();
 	if (cacheable)
 		entry = hash_search(keys_by_alt_name, alt_name, HASH_FIND, NULL);
-	if (entry != NULL && entry->expires > now)
+	if (entry != NULL && entry->expires >= now)
 		return key_cache_get_by_id(&entry->id);
 
 	if (!alt_name_to_id(alt_name, &id))
@@ -346,7 +348,7 @@ bool
 key_cache_still_valid(const DataKey *key, uint64 generation)
 {
 	return key != NULL && generation == key_cache_generation &&
-		key->expires > GetCurrentTimestamp();
+		key->expires >= GetCurrentStatementStartTimestamp();
 }
 
 /*
