@@ -304,6 +304,39 @@ UPDATE nulls SET a = 'y' WHERE id = 1 RETURNING *;
 SELECT * FROM nulls WHERE id = 1 FOR UPDATE;
 DROP TABLE nulls;
 
+-- a column is decrypted when a query reads it: with the relation key made
+-- unusable, queries that read only fixed-width columns still run (scans,
+-- index scans, row locks); reading a varlena column fails
+CREATE TABLE lazy (id int PRIMARY KEY, n int, t text, j jsonb) USING encrypted_heap;
+INSERT INTO lazy SELECT g, g * 10, 'text ' || g, jsonb_build_object('g', g, 'pad', repeat('p', g * 100))
+  FROM generate_series(1, 50) g;
+BEGIN;
+UPDATE relation_keys SET key_material = '\x00'::bytea
+ WHERE (reltablespace, relfilenode) = (SELECT reltablespace, relfilenode FROM pg_class WHERE oid = 'lazy'::regclass);
+SELECT id, n FROM lazy WHERE n > 470;
+SELECT n FROM lazy WHERE id = 7;
+SELECT ctid, n FROM lazy WHERE id = 8 FOR UPDATE;
+DO $$ BEGIN PERFORM t FROM lazy WHERE id = 7; RAISE WARNING 'read'; EXCEPTION WHEN OTHERS THEN RAISE WARNING 'read failed: %', SQLSTATE; END $$;
+DO $$ BEGIN PERFORM count(*) FROM lazy WHERE j->>'g' = '3'; RAISE WARNING 'read'; EXCEPTION WHEN OTHERS THEN RAISE WARNING 'read failed: %', SQLSTATE; END $$;
+ROLLBACK;
+-- every way the executor keeps or copies a row sees plaintext
+SELECT l AS whole_row FROM lazy l WHERE id = 1;
+SELECT row_to_json(l)->>'t' AS t, l::text = format('(%s,%s,"%s","%s")', id, n, t, replace(j::text, '"', '""')) AS same
+  FROM lazy l WHERE id = 2;
+SELECT t, xmin::text::bigint > 0 AS has_xmin, tableoid::regclass FROM lazy ORDER BY t DESC LIMIT 3;
+WITH m AS MATERIALIZED (SELECT * FROM lazy) SELECT count(*), sum(length(t)), sum(length(j::text)) FROM m;
+SELECT a.id, b.t FROM lazy a JOIN lazy b ON a.t = b.t WHERE a.id < 3 ORDER BY 1;
+SELECT t, lag(t) OVER (ORDER BY id) FROM lazy WHERE id <= 3;
+SELECT t FROM lazy WHERE id = 4 UNION SELECT t FROM lazy WHERE id = 5 ORDER BY 1;
+BEGIN;
+DECLARE c SCROLL CURSOR FOR SELECT id, t, length(j->>'pad') FROM lazy;
+FETCH 2 FROM c;
+FETCH PRIOR FROM c;
+FETCH LAST FROM c;
+UPDATE lazy SET n = -n WHERE CURRENT OF c RETURNING id, n, t;
+COMMIT;
+DROP TABLE lazy;
+
 -- every relation file has a key; unused keys can be dropped
 SELECT count(*) FROM encrypted_relations WHERE key_id IS NULL;
 SELECT drop_unused_relation_keys() > 0 AS dropped_some;

@@ -13,10 +13,11 @@
  *	  keeps HOT updates and unchanged TOAST values as heap has them.
  *
  *	  Reads let heap fill a BufferHeapTuple slot of our own (visibility is
- *	  decided on the on-page tuple, by heap) and store a decrypted copy,
- *	  header included, into the caller's slot.  Our slots are HeapTuple
- *	  slots.  Callbacks that only look at tuple headers (delete, vacuum,
- *	  index deletion, sizes) are heap's own.
+ *	  decided on the on-page tuple, by heap) and hand the stored tuple to the
+ *	  caller's slot: our slots (encrypted_heap_slot.c) keep it by reference
+ *	  and decrypt a column only when it is read; other slots get a decrypted
+ *	  copy, header included.  Callbacks that only look at tuple headers
+ *	  (delete, vacuum, index deletion, sizes) are heap's own.
  *
  *	  Index builds and CLUSTER/VACUUM FULL live in encrypted_heap_build.c.
  *
@@ -146,21 +147,70 @@ holds_ciphertext(TupleDesc desc, HeapTuple tuple, int stored_natts)
 }
 
 /*
- * Decrypt an on-page tuple of rel into a new tuple allocated in dest,
- * with the same header (xmin, xmax, ctid, infomask, t_self) so that
- * system columns and update-chain logic see the stored tuple.
+ * Decrypt, in place, the deformed values [from, to) of a stored tuple of
+ * rel; plaintext goes to cxt.  Dropped columns read as NULL; attributes
+ * beyond those stored are defaults (attmissingval), never ciphertext.
+ */
+void
+tde_decrypt_datums(Relation rel, HeapTuple stored, Datum *values, bool *isnull,
+				   int from, int to, MemoryContext cxt)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			stored_natts = HeapTupleHeaderGetNatts(stored->t_data);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	for (int i = from; i < to && i < stored_natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			isnull[i] = true;
+		if (isnull[i] || att->attlen != -1)
+			continue;
+		values[i] = PointerGetDatum(tde_decrypt_value(rel, i + 1,
+													  (struct varlena *) DatumGetPointer(values[i]),
+													  &stored->t_self));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Form a plaintext tuple from decrypted values, in CurrentMemoryContext,
+ * with the stored tuple's header (xmin, xmax, ctid, infomask, t_self) so
+ * that system columns and update-chain logic see the stored tuple.
+ */
+HeapTuple
+tde_form_with_header(TupleDesc desc, Datum *values, bool *isnull,
+					 HeapTuple stored)
+{
+	HeapTuple	result = heap_form_tuple(desc, values, isnull);
+	HeapTupleHeader hdr = result->t_data;
+
+	hdr->t_choice = stored->t_data->t_choice;
+	hdr->t_ctid = stored->t_data->t_ctid;
+	hdr->t_infomask = (hdr->t_infomask & ~HEAP_XACT_MASK) |
+		(stored->t_data->t_infomask & HEAP_XACT_MASK);
+	hdr->t_infomask2 = (hdr->t_infomask2 & HEAP_NATTS_MASK) |
+		(stored->t_data->t_infomask2 & ~HEAP_NATTS_MASK);
+	result->t_self = stored->t_self;
+	result->t_tableOid = stored->t_tableOid;
+	return result;
+}
+
+/*
+ * Decrypt an on-page tuple of rel into a new plaintext tuple allocated in
+ * dest (see tde_form_with_header).
  */
 HeapTuple
 tde_decrypt_tuple(Relation rel, HeapTuple tuple, MemoryContext dest)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	int			natts = desc->natts;
 	int			stored_natts = HeapTupleHeaderGetNatts(tuple->t_data);
+	MemoryContext scratch = tde_scratch_context();
 	MemoryContext old;
 	Datum	   *values;
 	bool	   *isnull;
 	HeapTuple	result;
-	HeapTupleHeader hdr;
 
 	/* nothing encrypted in it (all varlena values NULL): a plain copy */
 	if (!holds_ciphertext(desc, tuple, stored_natts))
@@ -172,47 +222,31 @@ tde_decrypt_tuple(Relation rel, HeapTuple tuple, MemoryContext dest)
 		return result;
 	}
 
-	old = MemoryContextSwitchTo(tde_scratch_context());
-	values = palloc(natts * sizeof(Datum));
-	isnull = palloc(natts * sizeof(bool));
+	old = MemoryContextSwitchTo(scratch);
+	values = palloc(desc->natts * sizeof(Datum));
+	isnull = palloc(desc->natts * sizeof(bool));
 	heap_deform_tuple(tuple, desc, values, isnull);
-	for (int i = 0; i < natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (att->attisdropped)
-			isnull[i] = true;
-		/* beyond the stored attributes values are defaults (attmissingval) */
-		if (isnull[i] || att->attlen != -1 || i >= stored_natts)
-			continue;
-		values[i] = PointerGetDatum(tde_decrypt_value(rel, i + 1,
-													  (struct varlena *) DatumGetPointer(values[i]),
-													  &tuple->t_self));
-	}
+	tde_decrypt_datums(rel, tuple, values, isnull, 0, desc->natts, scratch);
+	tuple->t_tableOid = RelationGetRelid(rel);
 	MemoryContextSwitchTo(dest);
-	result = heap_form_tuple(desc, values, isnull);
+	result = tde_form_with_header(desc, values, isnull, tuple);
 	MemoryContextSwitchTo(old);
-
-	hdr = result->t_data;
-	hdr->t_choice = tuple->t_data->t_choice;
-	hdr->t_ctid = tuple->t_data->t_ctid;
-	hdr->t_infomask = (hdr->t_infomask & ~HEAP_XACT_MASK) |
-		(tuple->t_data->t_infomask & HEAP_XACT_MASK);
-	hdr->t_infomask2 = (hdr->t_infomask2 & HEAP_NATTS_MASK) |
-		(tuple->t_data->t_infomask2 & ~HEAP_NATTS_MASK);
-	result->t_self = tuple->t_self;
-	result->t_tableOid = RelationGetRelid(rel);
 	return result;
 }
 
-/* Store a decrypted tuple (palloc'd in slot->tts_mcxt) into any slot. */
+/*
+ * Store a decrypted tuple (palloc'd in slot->tts_mcxt, now owned by the
+ * slot) into any slot.
+ */
 void
 tde_store_plain(HeapTuple plain, TupleTableSlot *slot)
 {
 	ItemPointerData tid = plain->t_self;
 	Oid			relid = plain->t_tableOid;
 
-	if (TTS_IS_HEAPTUPLE(slot))
+	if (slot->tts_ops == &TTSOpsEncryptedHeap)
+		tde_slot_store_plain(slot, plain);
+	else if (TTS_IS_HEAPTUPLE(slot))
 		ExecStoreHeapTuple(plain, slot, true);
 	else
 		ExecForceStoreHeapTuple(plain, slot, true);
@@ -220,13 +254,20 @@ tde_store_plain(HeapTuple plain, TupleTableSlot *slot)
 	slot->tts_tableOid = relid;
 }
 
-/* Decrypt what heap left in bslot into slot. */
-static void
-store_from_bslot(Relation rel, TupleTableSlot *bslot, TupleTableSlot *slot)
+/*
+ * Show slot the stored tuple heap left in bslot: by reference, decrypted
+ * column by column on demand, in our own slots; decrypted at once in any
+ * other kind.
+ */
+void
+tde_store_from_bslot(Relation rel, TupleTableSlot *bslot, TupleTableSlot *slot)
 {
-	HeapTuple	tuple = ((BufferHeapTupleTableSlot *) bslot)->base.tuple;
+	BufferHeapTupleTableSlot *b = (BufferHeapTupleTableSlot *) bslot;
 
-	tde_store_plain(tde_decrypt_tuple(rel, tuple, slot->tts_mcxt), slot);
+	if (slot->tts_ops == &TTSOpsEncryptedHeap)
+		tde_slot_store_stored(slot, rel, b->base.tuple, b->buffer);
+	else
+		tde_store_plain(tde_decrypt_tuple(rel, b->base.tuple, slot->tts_mcxt), slot);
 }
 
 static TupleTableSlot *
@@ -338,7 +379,7 @@ tde_encrypt_values(Relation rel, Datum *values, bool *isnull,
 static const TupleTableSlotOps *
 eh_slot_callbacks(Relation rel)
 {
-	return &TTSOpsHeapTuple;
+	return &TTSOpsEncryptedHeap;
 }
 
 static TableScanDesc
@@ -410,8 +451,16 @@ eh_scan_getnextslot(TableScanDesc scan, ScanDirection direction,
 	sync_snapshot(s);
 	while (heaprt->scan_getnextslot(s->inner, direction, s->bslot))
 	{
-		HeapTuple	tuple = ((BufferHeapTupleTableSlot *) s->bslot)->base.tuple;
-		HeapTuple	plain = tde_decrypt_tuple(s->base.rs_rd, tuple, slot->tts_mcxt);
+		HeapTuple	tuple;
+		HeapTuple	plain;
+
+		if (s->nkeys == 0)
+		{
+			tde_store_from_bslot(s->base.rs_rd, s->bslot, slot);
+			return true;
+		}
+		tuple = ((BufferHeapTupleTableSlot *) s->bslot)->base.tuple;
+		plain = tde_decrypt_tuple(s->base.rs_rd, tuple, slot->tts_mcxt);
 
 		if (!keys_match(s, plain))
 		{
@@ -439,7 +488,7 @@ eh_scan_getnextslot_tidrange(TableScanDesc scan, ScanDirection direction,
 
 	if (heaprt->scan_getnextslot_tidrange(s->inner, direction, s->bslot))
 	{
-		store_from_bslot(s->base.rs_rd, s->bslot, slot);
+		tde_store_from_bslot(s->base.rs_rd, s->bslot, slot);
 		return true;
 	}
 	ExecClearTuple(slot);
@@ -490,7 +539,7 @@ eh_index_fetch_tuple(IndexFetchTableData *scan, ItemPointer tid,
 	if (!heaprt->index_fetch_tuple(f->inner, tid, snapshot, f->bslot,
 								   call_again, all_dead))
 		return false;
-	store_from_bslot(f->base.rel, f->bslot, slot);
+	tde_store_from_bslot(f->base.rel, f->bslot, slot);
 	return true;
 }
 
@@ -503,7 +552,7 @@ eh_tuple_fetch_row_version(Relation rel, ItemPointer tid, Snapshot snapshot,
 
 	found = tde_heap_routine()->tuple_fetch_row_version(rel, tid, snapshot, bslot);
 	if (found)
-		store_from_bslot(rel, bslot, slot);
+		tde_store_from_bslot(rel, bslot, slot);
 	ExecDropSingleTupleTableSlot(bslot);
 	return found;
 }
@@ -631,7 +680,7 @@ eh_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot,
 	result = tde_heap_routine()->tuple_lock(rel, tid, snapshot, bslot, cid, mode,
 											wait_policy, flags, tmfd);
 	if (result == TM_Ok)
-		store_from_bslot(rel, bslot, slot);
+		tde_store_from_bslot(rel, bslot, slot);
 	ExecDropSingleTupleTableSlot(bslot);
 	return result;
 }
@@ -687,7 +736,7 @@ eh_scan_analyze_next_tuple(TableScanDesc scan, TransactionId OldestXmin,
 	if (!heaprt->scan_analyze_next_tuple(s->inner, OldestXmin, liverows,
 										 deadrows, s->bslot))
 		return false;
-	store_from_bslot(s->base.rs_rd, s->bslot, slot);
+	tde_store_from_bslot(s->base.rs_rd, s->bslot, slot);
 	return true;
 }
 
@@ -708,7 +757,7 @@ eh_scan_bitmap_next_tuple(TableScanDesc scan, TBMIterateResult *tbmres,
 
 	if (!heaprt->scan_bitmap_next_tuple(s->inner, tbmres, s->bslot))
 		return false;
-	store_from_bslot(s->base.rs_rd, s->bslot, slot);
+	tde_store_from_bslot(s->base.rs_rd, s->bslot, slot);
 	return true;
 }
 
@@ -729,7 +778,7 @@ eh_scan_sample_next_tuple(TableScanDesc scan, SampleScanState *scanstate,
 		ExecClearTuple(slot);
 		return false;
 	}
-	store_from_bslot(s->base.rs_rd, s->bslot, slot);
+	tde_store_from_bslot(s->base.rs_rd, s->bslot, slot);
 	return true;
 }
 

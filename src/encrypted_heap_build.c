@@ -214,7 +214,7 @@ tde_index_build_range_scan(Relation rel, Relation index, IndexInfo *indexInfo,
 			continue;
 
 		MemoryContextReset(econtext->ecxt_per_tuple_memory);
-		tde_store_plain(tde_decrypt_tuple(rel, tuple, slot->tts_mcxt), slot);
+		tde_store_from_bslot(rel, bslot, slot);
 		if (predicate != NULL && !ExecQual(predicate, econtext))
 			continue;
 		FormIndexDatum(indexInfo, slot, estate, values, isnull);
@@ -325,7 +325,7 @@ tde_index_validate_scan(Relation rel, Relation index, IndexInfo *indexInfo,
 			continue;			/* already indexed */
 
 		MemoryContextReset(econtext->ecxt_per_tuple_memory);
-		tde_store_plain(tde_decrypt_tuple(rel, tuple, slot->tts_mcxt), slot);
+		tde_store_from_bslot(rel, bslot, slot);
 		if (predicate != NULL && !ExecQual(predicate, econtext))
 			continue;
 		FormIndexDatum(indexInfo, slot, estate, values, isnull);

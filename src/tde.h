@@ -8,6 +8,7 @@
  *	                         per-backend cache, AES-256-GCM of one value
  *	  encrypted_heap.c       the table AM: heap's routine wrapped, tuples
  *	                         encrypted on the way in, decrypted on the way out
+ *	  encrypted_heap_slot.c  the slot that decrypts columns on demand
  *	  encrypted_heap_build.c index builds, CIC validation, CLUSTER/VACUUM
  *	                         FULL copies (heap's versions read ciphertext)
  *
@@ -79,9 +80,22 @@ extern HeapTuple tde_decrypt_tuple(Relation rel, HeapTuple tuple,
 								   MemoryContext dest);
 extern HeapTuple tde_encrypt_values(Relation rel, Datum *values, bool *isnull,
 									ItemPointer old_tid, MemoryContext dest);
+extern void tde_decrypt_datums(Relation rel, HeapTuple stored, Datum *values,
+							   bool *isnull, int from, int to,
+							   MemoryContext cxt);
+extern HeapTuple tde_form_with_header(TupleDesc desc, Datum *values,
+									  bool *isnull, HeapTuple stored);
 extern void tde_store_plain(HeapTuple plain, TupleTableSlot *slot);
+extern void tde_store_from_bslot(Relation rel, TupleTableSlot *bslot,
+								 TupleTableSlot *slot);
 extern MemoryContext tde_scratch_context(void);
 extern const TableAmRoutine *tde_heap_routine(void);
+
+/* encrypted_heap_slot.c */
+extern PGDLLIMPORT const TupleTableSlotOps TTSOpsEncryptedHeap;
+extern void tde_slot_store_stored(TupleTableSlot *slot, Relation rel,
+								  HeapTuple tuple, Buffer buffer);
+extern void tde_slot_store_plain(TupleTableSlot *slot, HeapTuple tuple);
 
 /* encrypted_heap_build.c */
 extern double tde_index_build_range_scan(Relation rel, Relation index,

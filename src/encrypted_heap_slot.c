@@ -1,0 +1,293 @@
+/*-------------------------------------------------------------------------
+ *
+ * encrypted_heap_slot.c
+ *	  The tuple slot of encrypted_heap tables: it holds the stored tuple
+ *	  (ciphertext, usually by reference into a pinned buffer, like heap's
+ *	  buffer slot) and decrypts a column only when the executor asks for
+ *	  it.  A query that reads the fixed-width columns of a row, or only some
+ *	  of its varlena columns, pays for no other decryption.
+ *
+ *	  States:
+ *	    empty
+ *	    stored   tuple is the on-page tuple (or a private copy of one);
+ *	             tts_values[0 .. ndecrypted) are plaintext, the rest of
+ *	             what is deformed is ciphertext and never shown (tts_nvalid
+ *	             never exceeds ndecrypted)
+ *	    plain    tuple is a plaintext tuple owned by the slot (materialized,
+ *	             copied in, or formed from virtual values)
+ *	    virtual  values only (ExecStoreVirtualTuple); no tuple
+ *
+ *	  Decrypted values live in a per-slot context reset whenever the slot
+ *	  is cleared, so memory does not grow with the rows read.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "executor/tuptable.h"
+#include "storage/bufmgr.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "tde.h"
+
+typedef struct EncryptedHeapSlot
+{
+	TupleTableSlot base;
+	HeapTuple	tuple;			/* stored or plain tuple; NULL if virtual */
+	HeapTupleData tupdata;		/* tuple header when tuple is on a page */
+	Buffer		buffer;			/* pin held for an on-page tuple */
+	bool		plain;			/* tuple holds plaintext */
+	Relation	rel;			/* owner of a stored tuple (open while pinned) */
+	bool		deformed;		/* tts_values filled from tuple */
+	int			ndecrypted;		/* tts_values[0 .. ndecrypted) are plaintext */
+	MemoryContext valcxt;		/* decrypted values; reset on clear */
+} EncryptedHeapSlot;
+
+static void
+ehs_init(TupleTableSlot *slot)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	s->tuple = NULL;
+	s->buffer = InvalidBuffer;
+	s->valcxt = NULL;
+}
+
+static void
+ehs_release(TupleTableSlot *slot)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	if (s->valcxt != NULL)
+		MemoryContextDelete(s->valcxt);
+	s->valcxt = NULL;
+}
+
+static void
+ehs_clear(TupleTableSlot *slot)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	if (TTS_SHOULDFREE(slot))
+	{
+		heap_freetuple(s->tuple);
+		slot->tts_flags &= ~TTS_FLAG_SHOULDFREE;
+	}
+	if (BufferIsValid(s->buffer))
+		ReleaseBuffer(s->buffer);
+	if (s->valcxt != NULL)
+		MemoryContextReset(s->valcxt);
+	s->tuple = NULL;
+	s->buffer = InvalidBuffer;
+	s->plain = false;
+	s->rel = NULL;
+	s->deformed = false;
+	s->ndecrypted = 0;
+	slot->tts_nvalid = 0;
+	slot->tts_flags |= TTS_FLAG_EMPTY;
+	ItemPointerSetInvalid(&slot->tts_tid);
+}
+
+/*
+ * Make tts_values[0 .. natts) valid: deform the tuple once, then decrypt
+ * the varlena columns not decrypted yet.  Attributes beyond those stored
+ * are left to slot_getmissingattrs.
+ */
+static void
+ehs_getsomeattrs(TupleTableSlot *slot, int natts)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+	int			stored_natts;
+
+	if (s->tuple == NULL)
+		elog(ERROR, "encrypted_heap slot holds no tuple to deform");
+	stored_natts = HeapTupleHeaderGetNatts(s->tuple->t_data);
+	natts = Min(natts, stored_natts);
+	if (!s->deformed)
+	{
+		heap_deform_tuple(s->tuple, slot->tts_tupleDescriptor,
+						  slot->tts_values, slot->tts_isnull);
+		s->deformed = true;
+	}
+	if (!s->plain && s->ndecrypted < natts)
+	{
+		if (s->valcxt == NULL)
+			s->valcxt = AllocSetContextCreate(slot->tts_mcxt,
+											  "encrypted_heap slot values",
+											  ALLOCSET_SMALL_SIZES);
+		tde_decrypt_datums(s->rel, s->tuple, slot->tts_values, slot->tts_isnull,
+						   s->ndecrypted, natts, s->valcxt);
+	}
+	s->ndecrypted = Max(s->ndecrypted, natts);
+	slot->tts_nvalid = natts;
+}
+
+static Datum
+ehs_getsysattr(TupleTableSlot *slot, int attnum, bool *isnull)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	if (s->tuple == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot retrieve a system column in this context")));
+	return heap_getsysattr(s->tuple, attnum, slot->tts_tupleDescriptor, isnull);
+}
+
+/* A plaintext copy of what the slot holds, allocated in CurrentMemoryContext. */
+static HeapTuple
+plain_copy(EncryptedHeapSlot *s)
+{
+	TupleTableSlot *slot = &s->base;
+
+	if (s->tuple != NULL && s->plain)
+		return heap_copytuple(s->tuple);
+	slot_getallattrs(slot);
+	if (s->tuple == NULL)
+		return heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values,
+							   slot->tts_isnull);
+	return tde_form_with_header(slot->tts_tupleDescriptor, slot->tts_values,
+								slot->tts_isnull, s->tuple);
+}
+
+/* Own the plaintext tuple: no buffer pin, no ciphertext, no outside memory. */
+static void
+ehs_materialize(TupleTableSlot *slot)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+	MemoryContext old;
+	HeapTuple	tuple;
+
+	Assert(!TTS_EMPTY(slot));
+	if (TTS_SHOULDFREE(slot) && s->plain)
+		return;
+	old = MemoryContextSwitchTo(slot->tts_mcxt);
+	tuple = plain_copy(s);
+	MemoryContextSwitchTo(old);
+
+	if (TTS_SHOULDFREE(slot))
+		heap_freetuple(s->tuple);
+	if (BufferIsValid(s->buffer))
+		ReleaseBuffer(s->buffer);
+	s->buffer = InvalidBuffer;
+	s->tuple = tuple;
+	s->plain = true;
+	s->rel = NULL;
+	s->deformed = false;		/* old values may point into the page */
+	s->ndecrypted = 0;
+	slot->tts_nvalid = 0;
+	slot->tts_flags |= TTS_FLAG_SHOULDFREE;
+}
+
+/*
+ * Store a plaintext tuple palloc'd in the slot's context; the slot owns it
+ * from now on.  Its header is kept (system columns).
+ */
+void
+tde_slot_store_plain(TupleTableSlot *slot, HeapTuple tuple)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	Assert(slot->tts_ops == &TTSOpsEncryptedHeap);
+	ExecClearTuple(slot);
+	s->tuple = tuple;
+	s->plain = true;
+	slot->tts_flags &= ~TTS_FLAG_EMPTY;
+	slot->tts_flags |= TTS_FLAG_SHOULDFREE;
+	slot->tts_tid = tuple->t_self;
+	slot->tts_tableOid = tuple->t_tableOid;
+}
+
+static void
+ehs_copyslot(TupleTableSlot *dst, TupleTableSlot *src)
+{
+	MemoryContext old = MemoryContextSwitchTo(dst->tts_mcxt);
+	HeapTuple	tuple = ExecCopySlotHeapTuple(src);
+
+	MemoryContextSwitchTo(old);
+	tde_slot_store_plain(dst, tuple);
+}
+
+static HeapTuple
+ehs_get_heap_tuple(TupleTableSlot *slot)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	Assert(!TTS_EMPTY(slot));
+	if (s->tuple == NULL || !s->plain)
+		ehs_materialize(slot);
+	return s->tuple;
+}
+
+static HeapTuple
+ehs_copy_heap_tuple(TupleTableSlot *slot)
+{
+	Assert(!TTS_EMPTY(slot));
+	return plain_copy((EncryptedHeapSlot *) slot);
+}
+
+static MinimalTuple
+ehs_copy_minimal_tuple(TupleTableSlot *slot)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	Assert(!TTS_EMPTY(slot));
+	if (s->tuple != NULL && s->plain)
+		return minimal_tuple_from_heap_tuple(s->tuple);
+	slot_getallattrs(slot);
+	return heap_form_minimal_tuple(slot->tts_tupleDescriptor, slot->tts_values,
+								   slot->tts_isnull);
+}
+
+const TupleTableSlotOps TTSOpsEncryptedHeap = {
+	.base_slot_size = sizeof(EncryptedHeapSlot),
+	.init = ehs_init,
+	.release = ehs_release,
+	.clear = ehs_clear,
+	.getsomeattrs = ehs_getsomeattrs,
+	.getsysattr = ehs_getsysattr,
+	.materialize = ehs_materialize,
+	.copyslot = ehs_copyslot,
+	.get_heap_tuple = ehs_get_heap_tuple,
+	.get_minimal_tuple = NULL,
+	.copy_heap_tuple = ehs_copy_heap_tuple,
+	.copy_minimal_tuple = ehs_copy_minimal_tuple
+};
+
+/*
+ * Store a stored (encrypted) tuple of rel into an encrypted_heap slot.
+ * With a valid buffer the slot references the tuple on the page and keeps
+ * its own pin; otherwise it keeps a private copy.
+ */
+void
+tde_slot_store_stored(TupleTableSlot *slot, Relation rel, HeapTuple tuple,
+					  Buffer buffer)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	Assert(slot->tts_ops == &TTSOpsEncryptedHeap);
+	ExecClearTuple(slot);
+	if (BufferIsValid(buffer))
+	{
+		IncrBufferRefCount(buffer);
+		s->buffer = buffer;
+		s->tupdata = *tuple;
+		s->tuple = &s->tupdata;
+	}
+	else
+	{
+		MemoryContext old = MemoryContextSwitchTo(slot->tts_mcxt);
+
+		s->tuple = heap_copytuple(tuple);
+		MemoryContextSwitchTo(old);
+		slot->tts_flags |= TTS_FLAG_SHOULDFREE;
+	}
+	s->tuple->t_tableOid = RelationGetRelid(rel);
+	s->rel = rel;
+	slot->tts_flags &= ~TTS_FLAG_EMPTY;
+	slot->tts_tid = tuple->t_self;
+	slot->tts_tableOid = RelationGetRelid(rel);
+}
