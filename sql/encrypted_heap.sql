@@ -260,6 +260,43 @@ INSERT INTO unl VALUES ('unlogged');
 CREATE TEMP TABLE tmp (t text) USING encrypted_heap;
 INSERT INTO tmp VALUES ('temporary');
 SELECT * FROM unl UNION ALL SELECT * FROM tmp;
+-- a temporary table's keys live in the session only: nothing in
+-- relation_keys, and read-only transactions can write it
+SELECT count(*) AS stored_keys FROM relation_keys k JOIN pg_class c
+    ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode)
+ WHERE c.oid = 'tmp'::regclass;
+SELECT relation, key_id, keys FROM encrypted_relations WHERE relation = 'tmp'::regclass;
+BEGIN READ ONLY;
+INSERT INTO tmp SELECT 'ro ' || g FROM generate_series(1, 3) g;
+UPDATE tmp SET t = t || '!' WHERE t = 'ro 1';
+SELECT t FROM tmp ORDER BY t;
+COMMIT;
+-- ... and are counted exactly: a new one before the limit
+SET bsoncrypt.at_rest_key_max_uses = 1000;
+SET client_min_messages = debug1;
+INSERT INTO tmp SELECT 'many ' || g FROM generate_series(1, 2500) g;
+SET client_min_messages = warning;
+SELECT count(*), count(DISTINCT t) FROM tmp;
+RESET bsoncrypt.at_rest_key_max_uses;
+-- rewritten, truncated, dropped and made again, in and out of
+-- transactions that roll back
+BEGIN;
+TRUNCATE tmp;
+INSERT INTO tmp VALUES ('after truncate');
+ROLLBACK;
+SELECT count(*) FROM tmp;
+VACUUM FULL tmp;
+CREATE INDEX tmp_t ON tmp (t);
+CLUSTER tmp USING tmp_t;
+SELECT count(*), count(DISTINCT t) FROM tmp WHERE t LIKE 'many%';
+DO $$ BEGIN
+    FOR i IN 1..80 LOOP
+        CREATE TEMP TABLE tmp_churn (t text) USING encrypted_heap;
+        INSERT INTO tmp_churn VALUES ('churn ' || i);
+        DROP TABLE tmp_churn;
+    END LOOP;
+END $$;
+SELECT t FROM tmp WHERE t = 'temporary';
 
 -- subtransactions
 BEGIN;
@@ -338,7 +375,8 @@ COMMIT;
 DROP TABLE lazy;
 
 -- every relation file has a key; unused keys can be dropped
-SELECT count(*) FROM encrypted_relations WHERE key_id IS NULL;
+SELECT count(*) FROM encrypted_relations WHERE key_id IS NULL
+   AND relation::oid NOT IN (SELECT oid FROM pg_class WHERE relpersistence = 't');
 SELECT drop_unused_relation_keys() > 0 AS dropped_some;
 SELECT drop_unused_relation_keys();
 SELECT count(*) FROM docs;

@@ -696,7 +696,7 @@ eh_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode,
 {
 	tde_heap_routine()->relation_set_new_filenode(rel, newrnode, persistence,
 												  freezeXid, minmulti);
-	tde_create_file_key(newrnode);
+	tde_create_file_key(newrnode, persistence);
 }
 
 static void
@@ -705,7 +705,7 @@ eh_relation_copy_data(Relation rel, const RelFileNode *newrnode)
 	RelFileNode from = rel->rd_node;
 
 	tde_heap_routine()->relation_copy_data(rel, newrnode);
-	tde_move_file_keys(&from, newrnode);
+	tde_move_file_keys(&from, newrnode, rel->rd_rel->relpersistence);
 }
 
 /* TOAST chunks already hold ciphertext: the TOAST table is a plain heap. */

@@ -60,8 +60,9 @@ typedef struct TdeKey TdeKey;	/* opaque: cached, unwrapped relation key */
 
 /* tde_keys.c */
 extern void tde_define_settings(void);
-extern void tde_create_file_key(const RelFileNode *rnode);
-extern void tde_move_file_keys(const RelFileNode *from, const RelFileNode *to);
+extern void tde_create_file_key(const RelFileNode *rnode, char persistence);
+extern void tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
+							   char persistence);
 extern TdeKey *tde_current_key(Relation rel);
 extern TdeKey *tde_key_for_write(Relation rel);
 extern TdeKey *tde_key_by_id(int32 key_id);

@@ -15,6 +15,13 @@
  *	  back with the file they describe, and reach standbys and base backups
  *	  with the rest of the database.
  *
+ *	  Temporary tables are the exception: their files live and die with one
+ *	  session, so their keys do too.  A session key has a negative id, is
+ *	  made from random bytes in the backend's memory and never written
+ *	  anywhere (no relation_keys row, nothing to wrap, nothing to take a
+ *	  sequence value for, so read-only transactions can write temporary
+ *	  tables); its use is counted exactly, in memory.
+ *
  *	  Unwrapped keys are cached per backend as OpenSSL contexts (one for
  *	  encryption, one for decryption, keyed once).  The cache is dropped
  *	  when relation_keys changes (a statement trigger sends a relcache
@@ -42,6 +49,7 @@
 #include "commands/sequence.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "storage/smgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -65,9 +73,13 @@ struct TdeKey
 	Oid			relfilenode;
 	EVP_CIPHER_CTX *enc;		/* keyed once; key schedule lives here */
 	EVP_CIPHER_CTX *dec;
-	int64		uses_base;		/* relation_key_uses when the key was made */
+	int64		uses_base;		/* relation_key_uses when the key was made;
+								 * for a session key, its encryptions */
 	int64		lease_left;		/* encryptions this backend may still do */
 };
+
+/* session keys (temporary tables): never flushed, swept when files go */
+#define SESSION_SWEEP_MIN	32
 
 typedef struct FileKeyEntry
 {
@@ -82,6 +94,11 @@ static HTAB *keys_by_id = NULL;
 static HTAB *current_keys = NULL;
 static Oid	relation_keys_oid = InvalidOid;
 static bool callbacks_registered = false;
+
+static HTAB *session_keys = NULL;	/* negative key id -> TdeKey */
+static HTAB *session_current = NULL;	/* file -> newest session key id */
+static int32 last_session_key_id = 0;
+static long session_keys_after_sweep = 0;
 
 void
 tde_define_settings(void)
@@ -252,7 +269,8 @@ key_contexts(TdeKey *key, const uint8 *raw)
 }
 
 static TdeKey *
-cache_key(int32 key_id, Oid spc, Oid relnode, int64 uses_base, const uint8 *raw)
+cache_key(HTAB *cache, int32 key_id, Oid spc, Oid relnode, int64 uses_base,
+		  const uint8 *raw)
 {
 	TdeKey	   *key;
 	bool		found;
@@ -262,8 +280,7 @@ cache_key(int32 key_id, Oid spc, Oid relnode, int64 uses_base, const uint8 *raw)
 	tmp.key_id = key_id;
 	key_contexts(&tmp, raw);
 
-	init_caches();
-	key = hash_search(keys_by_id, &key_id, HASH_ENTER, &found);
+	key = hash_search(cache, &key_id, HASH_ENTER, &found);
 	if (found)
 		free_key(key);
 	key->reltablespace = spc;
@@ -286,12 +303,170 @@ set_current_key(Oid spc, Oid relnode, int32 key_id)
 	entry->key_id = key_id;
 }
 
+/* ------------------------------------------------------------------------
+ * Session keys: temporary tables
+ * ------------------------------------------------------------------------
+ */
+static void
+init_session_caches(void)
+{
+	HASHCTL		ctl;
+
+	if (session_keys != NULL)
+		return;
+	ctl.keysize = sizeof(int32);
+	ctl.entrysize = sizeof(TdeKey);
+	ctl.hcxt = TopMemoryContext;
+	session_keys = hash_create("bsoncrypt session keys", 16, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = 2 * sizeof(Oid);
+	ctl.entrysize = sizeof(FileKeyEntry);
+	session_current = hash_create("bsoncrypt current session keys", 16, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* Does this session's temporary relation file still exist? */
+static bool
+session_file_exists(Oid spc, Oid relnode)
+{
+	RelFileNode rnode;
+
+	rnode.spcNode = OidIsValid(spc) ? spc : MyDatabaseTableSpace;
+	rnode.dbNode = MyDatabaseId;
+	rnode.relNode = relnode;
+	return smgrexists(smgropen(rnode, MyBackendId), MAIN_FORKNUM);
+}
+
+/*
+ * Forget the keys of temporary files that are gone (dropped tables, old
+ * files of truncated ones), once the number of keys has doubled since
+ * the last sweep: memory stays bounded by twice what is in use.
+ */
+static void
+sweep_session_keys(void)
+{
+	HASH_SEQ_STATUS status;
+	TdeKey	   *key;
+	FileKeyEntry *entry;
+
+	if (hash_get_num_entries(session_keys) <
+		2 * Max(session_keys_after_sweep, SESSION_SWEEP_MIN))
+		return;
+	hash_seq_init(&status, session_keys);
+	while ((key = hash_seq_search(&status)) != NULL)
+	{
+		if (session_file_exists(key->reltablespace, key->relfilenode))
+			continue;
+		free_key(key);
+		hash_search(session_keys, &key->key_id, HASH_REMOVE, NULL);
+	}
+	hash_seq_init(&status, session_current);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (hash_search(session_keys, &entry->key_id, HASH_FIND, NULL) == NULL)
+			hash_search(session_current, entry->file, HASH_REMOVE, NULL);
+	}
+	session_keys_after_sweep = hash_get_num_entries(session_keys);
+}
+
+/* A new random key for a temporary relation file, held in memory only. */
+static TdeKey *
+create_session_key(const RelFileNode *rnode)
+{
+	uint8		raw[TDE_KEY_LEN];
+	Oid			file[2];
+	FileKeyEntry *entry;
+	TdeKey	   *key;
+
+	init_session_caches();
+	sweep_session_keys();
+	if (last_session_key_id == PG_INT32_MIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("this session made too many keys for temporary tables"),
+				 errhint("Start a new session.")));
+	if (fle_random_bytes(raw, sizeof(raw)) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random relation key")));
+	PG_TRY();
+	{
+		file[0] = normalize_tablespace(rnode->spcNode);
+		file[1] = rnode->relNode;
+		key = cache_key(session_keys, last_session_key_id - 1, file[0], file[1], 0, raw);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(raw, sizeof(raw));
+	}
+	PG_END_TRY();
+	last_session_key_id--;
+	elog(DEBUG1, "new session key for a temporary relation file");
+	entry = hash_search(session_current, file, HASH_ENTER, NULL);
+	entry->key_id = key->key_id;
+	return key;
+}
+
+static TdeKey *
+current_session_key(Relation rel)
+{
+	Oid			file[2];
+	FileKeyEntry *entry;
+
+	init_session_caches();
+	file[0] = normalize_tablespace(rel->rd_node.spcNode);
+	file[1] = rel->rd_node.relNode;
+	entry = hash_search(session_current, file, HASH_FIND, NULL);
+	if (entry != NULL)
+		return hash_search(session_keys, &entry->key_id, HASH_FIND, NULL);
+	/* a file whose key was swept cannot exist; a new file gets one here */
+	return create_session_key(&rel->rd_node);
+}
+
+/* SET TABLESPACE of a temporary table: its keys follow the file. */
+static void
+move_session_keys(const RelFileNode *from, const RelFileNode *to)
+{
+	HASH_SEQ_STATUS status;
+	TdeKey	   *key;
+	Oid			file[2];
+	FileKeyEntry *entry;
+	int32		current = 0;
+
+	init_session_caches();
+	file[0] = normalize_tablespace(from->spcNode);
+	file[1] = from->relNode;
+	entry = hash_search(session_current, file, HASH_REMOVE, NULL);
+	if (entry != NULL)
+		current = entry->key_id;
+	hash_seq_init(&status, session_keys);
+	while ((key = hash_seq_search(&status)) != NULL)
+	{
+		if (key->reltablespace != file[0] || key->relfilenode != file[1])
+			continue;
+		key->reltablespace = normalize_tablespace(to->spcNode);
+		key->relfilenode = to->relNode;
+	}
+	if (current != 0)
+	{
+		file[0] = normalize_tablespace(to->spcNode);
+		file[1] = to->relNode;
+		entry = hash_search(session_current, file, HASH_ENTER, NULL);
+		entry->key_id = current;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Relation keys
+ * ------------------------------------------------------------------------
+ */
+
 /*
  * Create a new key for a relation file and make it the file's current key.
- * Runs in the caller's transaction.
+ * Runs in the caller's transaction; a temporary file gets a session key.
  */
 void
-tde_create_file_key(const RelFileNode *rnode)
+tde_create_file_key(const RelFileNode *rnode, char persistence)
 {
 	Oid			relid = relation_keys_relid();
 	Oid			seqid = bsoncrypt_relid("relation_key_ids");
@@ -308,6 +483,11 @@ tde_create_file_key(const RelFileNode *rnode)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Oid			spc = normalize_tablespace(rnode->spcNode);
 
+	if (persistence == RELPERSISTENCE_TEMP)
+	{
+		create_session_key(rnode);
+		return;
+	}
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -322,7 +502,8 @@ tde_create_file_key(const RelFileNode *rnode)
 		wrapped = kms_wrap_secret(provider, NULL, raw, sizeof(raw), &version);
 		key_id = (int32) nextval_internal(seqid, false);
 		uses_base = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
-		cache_key(key_id, spc, rnode->relNode, uses_base, raw);
+		init_caches();
+		cache_key(keys_by_id, key_id, spc, rnode->relNode, uses_base, raw);
 	}
 	PG_FINALLY();
 	{
@@ -354,13 +535,22 @@ tde_create_file_key(const RelFileNode *rnode)
 
 /* ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it. */
 void
-tde_move_file_keys(const RelFileNode *from, const RelFileNode *to)
+tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
+				   char persistence)
 {
-	Oid			relid = relation_keys_relid();
-	Relation	rel = table_open(relid, RowExclusiveLock);
+	Oid			relid;
+	Relation	rel;
 	ScanKeyData skey[2];
 	SysScanDesc scan;
 	HeapTuple	tuple;
+
+	if (persistence == RELPERSISTENCE_TEMP)
+	{
+		move_session_keys(from, to);
+		return;
+	}
+	relid = relation_keys_relid();
+	rel = table_open(relid, RowExclusiveLock);
 
 	ScanKeyInit(&skey[0], Anum_relation_keys_reltablespace, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(normalize_tablespace(from->spcNode)));
@@ -414,7 +604,8 @@ load_key_row(HeapTuple tuple, TupleDesc desc)
 						  (const uint8_t *) VARDATA_ANY(material),
 						  VARSIZE_ANY_EXHDR(material),
 						  raw, sizeof(raw), what);
-		key = cache_key(key_id, spc, relnode, uses_base, raw);
+		init_caches();
+		key = cache_key(keys_by_id, key_id, spc, relnode, uses_base, raw);
 	}
 	PG_FINALLY();
 	{
@@ -433,6 +624,11 @@ tde_key_by_id(int32 key_id)
 	SysScanDesc scan;
 	HeapTuple	tuple;
 
+	if (key_id < 0)
+	{
+		init_session_caches();
+		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
+	}
 	init_caches();
 	key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
 	if (key != NULL)
@@ -463,6 +659,8 @@ tde_current_key(Relation rel)
 	int32		key_id = 0;
 	TdeKey	   *key;
 
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		return current_session_key(rel);
 	file[0] = normalize_tablespace(rel->rd_node.spcNode);
 	file[1] = rel->rd_node.relNode;
 	init_caches();
@@ -501,7 +699,7 @@ tde_current_key(Relation rel)
 	if (key_id == 0)
 	{
 		/* a file without a key (should not happen): give it one now */
-		tde_create_file_key(&rel->rd_node);
+		tde_create_file_key(&rel->rd_node, rel->rd_rel->relpersistence);
 		entry = hash_search(current_keys, file, HASH_FIND, NULL);
 		Assert(entry != NULL);
 		key_id = entry->key_id;
@@ -531,6 +729,14 @@ tde_key_for_write(Relation rel)
 {
 	TdeKey	   *key = tde_current_key(rel);
 
+	if (key->key_id < 0)
+	{
+		/* a session key: uses_base counts its encryptions, exactly */
+		if (key->uses_base >= tde_key_max_uses)
+			key = create_session_key(&rel->rd_node);
+		key->uses_base++;
+		return key;
+	}
 	if (key->lease_left <= 0)
 	{
 		int64		lease = Max(tde_key_max_uses / 1024, 1);
@@ -541,7 +747,7 @@ tde_key_for_write(Relation rel)
 		if (key == NULL || (taken - key->uses_base + 1) * lease > tde_key_max_uses)
 		{
 			/* a new key, made after this lease: its count starts here */
-			tde_create_file_key(&rel->rd_node);
+			tde_create_file_key(&rel->rd_node, rel->rd_rel->relpersistence);
 			key = tde_current_key(rel);
 		}
 		key->lease_left = lease;
@@ -554,7 +760,8 @@ bool
 tde_key_belongs_to(const TdeKey *key, Relation rel)
 {
 	return key->reltablespace == normalize_tablespace(rel->rd_node.spcNode) &&
-		key->relfilenode == rel->rd_node.relNode;
+		key->relfilenode == rel->rd_node.relNode &&
+		(key->key_id < 0) == (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP);
 }
 
 int32

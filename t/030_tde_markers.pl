@@ -137,5 +137,28 @@ is(count_hits('MRKENC', @enc_files), 0, 'no marker after VACUUM FULL');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM enc WHERE t LIKE 'MRKENC%'}), '3',
 	'data intact after VACUUM FULL');
 
+# temporary tables (session keys): local buffers reach the file when they
+# are evicted (temp_buffers at its minimum, 800 kB); read the file from the
+# session that owns it
+for my $am ('encrypted_heap', 'heap')
+{
+	my ($count, $pos) = split /\n/, $node->safe_psql('postgres', qq{
+SET temp_buffers = 100;
+CREATE TEMP TABLE tt (id int, t text) USING $am;
+INSERT INTO tt SELECT g, 'MRKTMP_' || g || repeat('z', 200) FROM generate_series(1, 20000) g;
+SELECT count(*) FROM tt WHERE t LIKE 'MRKTMP%';
+SELECT position('\\x4d524b544d505f'::bytea IN pg_read_binary_file(pg_relation_filepath('tt')));
+});
+	is($count, '20000', "$am temporary table reads back its markers");
+	if ($am eq 'heap')
+	{
+		ok($pos > 0, 'heap temporary table: marker found in its file');
+	}
+	else
+	{
+		is($pos, '0', 'no marker in the encrypted temporary table\'s file');
+	}
+}
+
 $node->stop;
 done_testing();
