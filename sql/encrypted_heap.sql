@@ -243,6 +243,37 @@ SELECT is_encrypted('plain'), count(*), max(t) FROM plain;
 ALTER TABLE plain SET ACCESS METHOD heap;
 SELECT is_encrypted('plain'), count(*), max(t) FROM plain;
 
+-- a table owner who is not a superuser moves an encrypted table to another
+-- tablespace: the keys follow the file (relation_keys is not theirs to
+-- write), with the owner's own "=" for oid on the search path ignored
+SET allow_in_place_tablespaces = on;
+CREATE TABLESPACE eh_space LOCATION '';
+CREATE ROLE regress_eh_owner;
+GRANT CREATE ON TABLESPACE eh_space TO regress_eh_owner;
+GRANT CREATE, USAGE ON SCHEMA public TO regress_eh_owner;
+SET ROLE regress_eh_owner;
+CREATE FUNCTION public.oid_eq_trap(oid, oid) RETURNS boolean LANGUAGE sql AS 'SELECT true';
+CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.oid_eq_trap);
+SET search_path = public, bsoncrypt, pg_catalog;
+CREATE TABLE owned (id int, t text) USING encrypted_heap;
+INSERT INTO owned SELECT g, 'owned ' || g FROM generate_series(1, 100) g;
+ALTER TABLE owned SET TABLESPACE eh_space;
+SELECT count(*), min(t) FROM owned;
+ALTER TABLE owned SET TABLESPACE pg_default;
+SELECT count(*), max(t) FROM owned;
+RESET ROLE;
+SET search_path = bsoncrypt, public;
+SELECT count(*) AS keys_in_place FROM relation_keys k JOIN pg_class c
+    ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode)
+ WHERE c.oid = 'owned'::regclass;
+SELECT count(*) AS stray_keys FROM relation_keys WHERE reltablespace = (SELECT oid FROM pg_tablespace WHERE spcname = 'eh_space');
+DROP TABLE owned;
+DROP OPERATOR public.= (oid, oid);
+DROP FUNCTION public.oid_eq_trap(oid, oid);
+REVOKE ALL ON SCHEMA public FROM regress_eh_owner;
+DROP TABLESPACE eh_space;
+DROP ROLE regress_eh_owner;
+
 -- on by default
 SET default_table_access_method = encrypted_heap;
 CREATE TABLE by_default (t text);

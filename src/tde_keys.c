@@ -46,8 +46,11 @@
 #include "access/xlog.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid_d.h"
+#include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/smgr.h"
 #include "utils/builtins.h"
@@ -533,52 +536,52 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	set_current_key(spc, rnode->relNode, key_id);
 }
 
-/* ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it. */
+/*
+ * ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it.
+ *
+ * An UPDATE through the executor, so that a concurrent update of the same
+ * rows (master-key rotation rewrapping them) is waited for and the newest
+ * row version is moved (EvalPlanQual), where a direct heap update would
+ * fail with "tuple concurrently updated".  It runs as the bootstrap
+ * superuser (the table owner need not be able to write relation_keys),
+ * with every name and operator schema-qualified.
+ */
 void
 tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 				   char persistence)
 {
-	Oid			relid;
-	Relation	rel;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
-	HeapTuple	tuple;
+	Oid			argtypes[4] = {OIDOID, OIDOID, OIDOID, OIDOID};
+	Datum		values[4];
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
 
 	if (persistence == RELPERSISTENCE_TEMP)
 	{
 		move_session_keys(from, to);
 		return;
 	}
-	relid = relation_keys_relid();
-	rel = table_open(relid, RowExclusiveLock);
+	values[0] = ObjectIdGetDatum(normalize_tablespace(to->spcNode));
+	values[1] = ObjectIdGetDatum(to->relNode);
+	values[2] = ObjectIdGetDatum(normalize_tablespace(from->spcNode));
+	values[3] = ObjectIdGetDatum(from->relNode);
 
-	ScanKeyInit(&skey[0], Anum_relation_keys_reltablespace, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(normalize_tablespace(from->spcNode)));
-	ScanKeyInit(&skey[1], Anum_relation_keys_relfilenode, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(from->relNode));
-	scan = systable_beginscan(rel, bsoncrypt_relid("relation_keys_file"), true,
-							  NULL, 2, skey);
-	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
-	{
-		Datum		values[Natts_relation_keys];
-		bool		nulls[Natts_relation_keys];
-		bool		repl[Natts_relation_keys];
-		HeapTuple	newtup;
-
-		memset(repl, 0, sizeof(repl));
-		memset(nulls, 0, sizeof(nulls));
-		values[Anum_relation_keys_reltablespace - 1] =
-			ObjectIdGetDatum(normalize_tablespace(to->spcNode));
-		repl[Anum_relation_keys_reltablespace - 1] = true;
-		values[Anum_relation_keys_relfilenode - 1] = ObjectIdGetDatum(to->relNode);
-		repl[Anum_relation_keys_relfilenode - 1] = true;
-		newtup = heap_modify_tuple(tuple, RelationGetDescr(rel), values, nulls, repl);
-		CatalogTupleUpdate(rel, &tuple->t_self, newtup);
-		heap_freetuple(newtup);
-	}
-	systable_endscan(scan);
-	table_close(rel, RowExclusiveLock);
-	CacheInvalidateRelcacheByRelid(relid);
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args("UPDATE bsoncrypt.relation_keys"
+							   "   SET reltablespace = $1, relfilenode = $2"
+							   " WHERE reltablespace OPERATOR(pg_catalog.=) $3"
+							   "   AND relfilenode OPERATOR(pg_catalog.=) $4",
+							   4, argtypes, values, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "SPI_execute_with_args failed moving relation keys: %s",
+			 SPI_result_code_string(rc));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	flush_current_keys();
 }
 
