@@ -36,6 +36,7 @@
 #include "access/valid.h"
 #include "catalog/pg_am_d.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "nodes/tidbitmap.h"
 #include "storage/bufmgr.h"
@@ -696,6 +697,14 @@ eh_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode,
 {
 	tde_heap_routine()->relation_set_new_filenode(rel, newrnode, persistence,
 												  freezeXid, minmulti);
+
+	/*
+	 * pg_upgrade restores the schema, then brings the old files and the old
+	 * relation_keys file (same file numbers); a key made now would be
+	 * overwritten, and relation_keys may not even exist yet.
+	 */
+	if (IsBinaryUpgrade)
+		return;
 	tde_create_file_key(newrnode, persistence);
 }
 

@@ -74,7 +74,9 @@ CREATE TRIGGER key_vault_invalidate_cache_on_update
     AFTER UPDATE ON key_vault FOR EACH ROW
     WHEN (OLD._id IS DISTINCT FROM NEW._id
           OR OLD.key_alt_names IS DISTINCT FROM NEW.key_alt_names
-          OR OLD.master_key IS DISTINCT FROM NEW.master_key
+          -- as bytea: IS DISTINCT FROM cannot name the schema of bson's "=",
+          -- and pg_upgrade restores this trigger with an empty search_path
+          OR OLD.master_key::bytea IS DISTINCT FROM NEW.master_key::bytea
           OR OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION _key_vault_changed();
 
