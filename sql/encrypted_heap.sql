@@ -211,6 +211,8 @@ CREATE TEMP TABLE key_before AS SELECT key_id FROM encrypted_relations WHERE rel
 VACUUM FULL bulk;
 SELECT e.key_id > b.key_id AS rekeyed FROM encrypted_relations e, key_before b
  WHERE e.relation = 'bulk'::regclass;
+-- the old file's key went with the old file
+SELECT count(*) AS old_keys_left FROM relation_keys WHERE key_id IN (SELECT key_id FROM key_before);
 SELECT count(*), sum(id) FROM bulk;
 CREATE INDEX bulk_h ON bulk (h);
 CLUSTER bulk USING bulk_h;
@@ -231,9 +233,11 @@ ROLLBACK TO SAVEPOINT s;
 INSERT INTO seqs (v) VALUES ('after rollback');
 COMMIT;
 SELECT v FROM seqs ORDER BY id DESC LIMIT 2;
+CREATE TEMP TABLE seqs_key AS SELECT key_id FROM encrypted_relations WHERE relation = 'seqs'::regclass;
 TRUNCATE seqs;
 INSERT INTO seqs (v) VALUES ('fresh');
 SELECT v FROM seqs;
+SELECT count(*) AS old_keys_left FROM relation_keys WHERE key_id IN (SELECT key_id FROM seqs_key);
 
 -- converting tables: heap -> encrypted_heap -> heap
 CREATE TABLE plain (id int, t text);
@@ -405,15 +409,26 @@ UPDATE lazy SET n = -n WHERE CURRENT OF c RETURNING id, n, t;
 COMMIT;
 DROP TABLE lazy;
 
--- every relation file has a key; unused keys can be dropped
+-- every relation file has a key; none is left behind by drops and rewrites
 SELECT count(*) FROM encrypted_relations WHERE key_id IS NULL
    AND relation::oid NOT IN (SELECT oid FROM pg_class WHERE relpersistence = 't');
-SELECT drop_unused_relation_keys() > 0 AS dropped_some;
-SELECT drop_unused_relation_keys();
+SELECT drop_unused_relation_keys() AS left_behind;
+SELECT count(*) FROM docs;
+-- dropping a table deletes its keys, unless the drop rolls back
+CREATE TEMP TABLE docs_keys AS
+SELECT k.key_id FROM relation_keys k JOIN pg_class c
+    ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode)
+ WHERE c.oid = 'docs'::regclass;
+BEGIN;
+DROP TABLE docs CASCADE;
+SELECT count(*) AS docs_keys_left FROM relation_keys WHERE key_id IN (SELECT key_id FROM docs_keys);
+ROLLBACK;
+SELECT count(*) > 0 AS docs_keys_back FROM relation_keys WHERE key_id IN (SELECT key_id FROM docs_keys);
 SELECT count(*) FROM docs;
 
 DROP TABLE docs, src, audit, child, parent, events, events_other, seqs, bulk,
     plain, by_default, ctas, unl, tmp CASCADE;
 DROP MATERIALIZED VIEW IF EXISTS mv;
 DROP FUNCTION docs_audit(), docs_count();
-SELECT drop_unused_relation_keys() > 0 AS dropped_some;
+SELECT count(*) AS docs_keys_left FROM relation_keys WHERE key_id IN (SELECT key_id FROM docs_keys);
+SELECT drop_unused_relation_keys() AS left_behind;

@@ -45,6 +45,7 @@ _PG_init(void)
 	key_cache_define_settings();
 	rotation_init();
 	tde_define_settings();
+	tde_install_hooks();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }

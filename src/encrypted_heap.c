@@ -34,7 +34,11 @@
 #include "access/toast_compression.h"
 #include "access/toast_internals.h"
 #include "access/valid.h"
+#include "catalog/objectaccess.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_class.h"
+#include "commands/defrem.h"
+#include "utils/syscache.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
@@ -706,6 +710,10 @@ eh_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode,
 	if (IsBinaryUpgrade)
 		return;
 	tde_create_file_key(newrnode, persistence);
+	/* TRUNCATE: the old file goes at commit, and its keys with it */
+	if (!RelFileNodeEquals(rel->rd_node, *newrnode) && OidIsValid(rel->rd_node.relNode))
+		tde_drop_file_keys(rel->rd_node.spcNode, rel->rd_node.relNode,
+						   rel->rd_rel->relpersistence);
 }
 
 static void
@@ -789,6 +797,55 @@ eh_scan_sample_next_tuple(TableScanDesc scan, SampleScanState *scanstate,
 	}
 	tde_store_from_bslot(s->base.rs_rd, s->bslot, slot);
 	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Dropped relations take their keys along
+ * ------------------------------------------------------------------------
+ */
+static object_access_hook_type prev_object_access_hook = NULL;
+
+/*
+ * A relation of ours being dropped (DROP TABLE, DROP SCHEMA ... CASCADE,
+ * and the transient relation that holds the old file after VACUUM FULL,
+ * CLUSTER, REFRESH MATERIALIZED VIEW or a rewriting ALTER TABLE): its
+ * file's keys are deleted in the dropping transaction.
+ */
+static void
+drop_keys_of_relation(Oid relid)
+{
+	HeapTuple	tuple;
+	Form_pg_class form;
+	Oid			amoid = get_am_oid("encrypted_heap", true);
+
+	if (!OidIsValid(amoid))
+		return;
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		return;
+	form = (Form_pg_class) GETSTRUCT(tuple);
+	if (form->relam == amoid && OidIsValid(form->relfilenode))
+		tde_drop_file_keys(form->reltablespace, form->relfilenode,
+						   form->relpersistence);
+	ReleaseSysCache(tuple);
+}
+
+static void
+eh_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				 int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 &&
+		!IsBinaryUpgrade)
+		drop_keys_of_relation(objectId);
+}
+
+void
+tde_install_hooks(void)
+{
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = eh_object_access;
 }
 
 static void

@@ -63,6 +63,8 @@ extern void tde_define_settings(void);
 extern void tde_create_file_key(const RelFileNode *rnode, char persistence);
 extern void tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 							   char persistence);
+extern void tde_drop_file_keys(Oid reltablespace, Oid relfilenode,
+							   char persistence);
 extern TdeKey *tde_current_key(Relation rel);
 extern TdeKey *tde_key_for_write(Relation rel);
 extern TdeKey *tde_key_by_id(int32 key_id);
@@ -76,6 +78,7 @@ extern struct varlena *tde_decrypt_value(Relation rel, AttrNumber attnum,
 
 /* encrypted_heap.c */
 extern int	tde_compress_min;
+extern void tde_install_hooks(void);
 extern bool tde_is_encrypted_rel(Relation rel);
 extern HeapTuple tde_decrypt_tuple(Relation rel, HeapTuple tuple,
 								   MemoryContext dest);

@@ -537,24 +537,42 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 }
 
 /*
- * ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it.
- *
- * An UPDATE through the executor, so that a concurrent update of the same
- * rows (master-key rotation rewrapping them) is waited for and the newest
- * row version is moved (EvalPlanQual), where a direct heap update would
- * fail with "tuple concurrently updated".  It runs as the bootstrap
- * superuser (the table owner need not be able to write relation_keys),
- * with every name and operator schema-qualified.
+ * Run one statement on relation_keys through SPI, as the bootstrap
+ * superuser (the table owner acting need not be able to write
+ * relation_keys), with every name and operator schema-qualified.  Through
+ * the executor, a concurrent update of the same rows (master-key rotation
+ * rewrapping them) is waited for and the statement acts on the newest row
+ * version (EvalPlanQual), where a direct heap update would fail with
+ * "tuple concurrently updated".
  */
+static void
+relation_keys_statement(const char *sql, int nargs, Oid *argtypes, Datum *values)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			rc;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed on bsoncrypt.relation_keys: %s",
+			 SPI_result_code_string(rc));
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+}
+
+/* ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it. */
 void
 tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 				   char persistence)
 {
 	Oid			argtypes[4] = {OIDOID, OIDOID, OIDOID, OIDOID};
 	Datum		values[4];
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
 
 	if (persistence == RELPERSISTENCE_TEMP)
 	{
@@ -565,23 +583,38 @@ tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 	values[1] = ObjectIdGetDatum(to->relNode);
 	values[2] = ObjectIdGetDatum(normalize_tablespace(from->spcNode));
 	values[3] = ObjectIdGetDatum(from->relNode);
+	relation_keys_statement("UPDATE bsoncrypt.relation_keys"
+							"   SET reltablespace = $1, relfilenode = $2"
+							" WHERE reltablespace OPERATOR(pg_catalog.=) $3"
+							"   AND relfilenode OPERATOR(pg_catalog.=) $4",
+							4, argtypes, values);
+	flush_current_keys();
+}
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args("UPDATE bsoncrypt.relation_keys"
-							   "   SET reltablespace = $1, relfilenode = $2"
-							   " WHERE reltablespace OPERATOR(pg_catalog.=) $3"
-							   "   AND relfilenode OPERATOR(pg_catalog.=) $4",
-							   4, argtypes, values, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
-		elog(ERROR, "SPI_execute_with_args failed moving relation keys: %s",
-			 SPI_result_code_string(rc));
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+/*
+ * A relation file goes away at commit (DROP, TRUNCATE, the old file of a
+ * rewrite): delete its keys in the same transaction, so that they go with
+ * it, or stay if it rolls back.  Nothing to do for temporary files
+ * (session keys are swept) or before the extension's tables exist.
+ */
+void
+tde_drop_file_keys(Oid reltablespace, Oid relfilenode, char persistence)
+{
+	Oid			nsp;
+	Oid			argtypes[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+
+	if (persistence == RELPERSISTENCE_TEMP)
+		return;
+	nsp = get_namespace_oid("bsoncrypt", true);
+	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("relation_keys", nsp)))
+		return;
+	values[0] = ObjectIdGetDatum(normalize_tablespace(reltablespace));
+	values[1] = ObjectIdGetDatum(relfilenode);
+	relation_keys_statement("DELETE FROM bsoncrypt.relation_keys"
+							" WHERE reltablespace OPERATOR(pg_catalog.=) $1"
+							"   AND relfilenode OPERATOR(pg_catalog.=) $2",
+							2, argtypes, values);
 	flush_current_keys();
 }
 

@@ -73,8 +73,9 @@ SELECT c.oid::regclass AS relation,
                       ORDER BY r.key_id DESC LIMIT 1) k ON true;
 COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations and their current relation keys';
 
--- Keys of relation files that no longer exist (dropped tables, the old files
--- of rewritten or truncated tables).  Returns how many rows were removed.
+-- Keys of relation files that no longer exist.  Drops, TRUNCATE and
+-- rewrites delete their old files' keys themselves; this finds what other
+-- means left behind.  Returns how many rows were removed.
 CREATE FUNCTION drop_unused_relation_keys() RETURNS bigint
 LANGUAGE sql SET search_path = pg_catalog AS $$
     WITH gone AS (
