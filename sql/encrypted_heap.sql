@@ -368,6 +368,28 @@ SELECT count(*), count(DISTINCT t) FROM churn;
 RESET bsoncrypt.at_rest_key_max_uses;
 DROP TABLE churn;
 
+-- values name their key by a 16-bit number, unique among the file's keys:
+-- a new key whose id would repeat the number of an existing one is skipped
+SET bsoncrypt.at_rest_key_max_uses = 1000;
+CREATE TABLE numbered (t text) USING encrypted_heap;
+INSERT INTO numbered VALUES ('under the first key');
+CREATE TEMP TABLE numbered_first AS
+SELECT k.key_id, k.key_number FROM relation_keys k JOIN pg_class c
+    ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode)
+ WHERE c.oid = 'numbered'::regclass;
+SELECT key_number = key_id & 65535 AS number_from_id FROM numbered_first;
+SELECT setval('relation_key_ids', key_id + 65535) > 0 AS next_id_repeats_the_number FROM numbered_first;
+INSERT INTO numbered SELECT 'v' || g FROM generate_series(1, 1500) g;
+RESET bsoncrypt.at_rest_key_max_uses;
+SELECT count(*) >= 2 AS rekeyed,
+       count(DISTINCT k.key_number) = count(*) AS numbers_unique,
+       bool_and(k.key_id <> f.key_id + 65536) AS repeating_id_skipped
+  FROM relation_keys k JOIN pg_class c
+    ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode), numbered_first f
+ WHERE c.oid = 'numbered'::regclass;
+SELECT count(*), count(DISTINCT t), min(t) FROM numbered;
+DROP TABLE numbered;
+
 -- rows whose varlena values are all NULL hold no ciphertext
 CREATE TABLE nulls (id int PRIMARY KEY, a text, b jsonb) USING encrypted_heap;
 INSERT INTO nulls VALUES (1, NULL, NULL), (2, 'x', NULL);

@@ -366,8 +366,7 @@ tde_encrypt_values(Relation rel, Datum *values, bool *isnull,
 				p = (struct varlena *) DatumGetPointer(c);
 		}
 		/* looked up per value: invalidations may have flushed the cache */
-		newvals[i] = PointerGetDatum(tde_encrypt_value(tde_key_for_write(rel), i + 1,
-													   (const char *) p, VARSIZE_ANY(p)));
+		newvals[i] = PointerGetDatum(tde_encrypt_value(tde_key_for_write(rel), i + 1, p));
 	}
 
 	MemoryContextSwitchTo(dest);

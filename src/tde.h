@@ -15,14 +15,17 @@
  *	  Stored value format (the payload of an ordinary varlena, so every
  *	  on-page tuple stays a valid tuple of the relation's descriptor):
  *
- *	  byte 0       format (TDE_FORMAT_V1)
- *	  bytes 1..4   key id (big endian): bsoncrypt.relation_keys.key_id
- *	  bytes 5..16  random 96-bit GCM nonce
- *	  ...          AES-256-GCM ciphertext of the plaintext varlena, header
- *	               included (it may be a compressed inline varlena)
+ *	  byte 0       format: TDE_FORMAT_DATA (the plaintext is the value's
+ *	               data, its varlena header left out) or TDE_FORMAT_DATUM
+ *	               (the plaintext is a whole inline-compressed varlena)
+ *	  bytes 1..2   key number (big endian): relation_keys.key_number, which
+ *	               names the key among the keys of this relation file
+ *	  bytes 3..14  random 96-bit GCM nonce
+ *	  ...          AES-256-GCM ciphertext
  *	  last 16      GCM tag
  *
- *	  The associated data is bytes 0..4 and the attribute number.
+ *	  The associated data is the format byte, the key's full 32-bit id and
+ *	  the attribute number.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,11 +40,13 @@
 #include "storage/relfilenode.h"
 #include "utils/relcache.h"
 
-#define TDE_FORMAT_V1		0xE1
+#define TDE_FORMAT_DATA		0xE2
+#define TDE_FORMAT_DATUM	0xE3
 #define TDE_KEY_LEN			32
 #define TDE_NONCE_LEN		12
 #define TDE_TAG_LEN			16
-#define TDE_HEADER_LEN		(1 + 4 + TDE_NONCE_LEN)
+#define TDE_KEY_NUMBERS		65536	/* key numbers are 16 bits */
+#define TDE_HEADER_LEN		(1 + 2 + TDE_NONCE_LEN)
 #define TDE_OVERHEAD		(TDE_HEADER_LEN + TDE_TAG_LEN)
 
 /* column numbers of bsoncrypt.relation_keys (extension/parts/40_encrypted_heap.sql) */
@@ -54,7 +59,8 @@
 #define Anum_relation_keys_creation_date		7
 #define Anum_relation_keys_update_date			8
 #define Anum_relation_keys_uses_base			9
-#define Natts_relation_keys						9
+#define Anum_relation_keys_key_number			10
+#define Natts_relation_keys						10
 
 typedef struct TdeKey TdeKey;	/* opaque: cached, unwrapped relation key */
 
@@ -68,10 +74,8 @@ extern void tde_drop_file_keys(Oid reltablespace, Oid relfilenode,
 extern TdeKey *tde_current_key(Relation rel);
 extern TdeKey *tde_key_for_write(Relation rel);
 extern TdeKey *tde_key_by_id(int32 key_id);
-extern bool tde_key_belongs_to(const TdeKey *key, Relation rel);
-extern int32 tde_key_id(const TdeKey *key);
 extern struct varlena *tde_encrypt_value(TdeKey *key, AttrNumber attnum,
-										 const char *plain, Size len);
+										 const struct varlena *plain);
 extern struct varlena *tde_decrypt_value(Relation rel, AttrNumber attnum,
 										 struct varlena *stored,
 										 ItemPointer tid);

@@ -72,6 +72,7 @@ PG_FUNCTION_INFO_V1(bsoncrypt_relation_keys_changed);
 struct TdeKey
 {
 	int32		key_id;			/* hash key */
+	uint16		key_number;		/* what stored values name it by */
 	Oid			reltablespace;	/* the file it belongs to (0: database default) */
 	Oid			relfilenode;
 	EVP_CIPHER_CTX *enc;		/* keyed once; key schedule lives here */
@@ -90,11 +91,20 @@ typedef struct FileKeyEntry
 	int32		key_id;
 } FileKeyEntry;
 
+typedef struct NumberedKeyEntry
+{
+	Oid			file_number[3];	/* hash key: reltablespace, relfilenode, key number */
+	int32		key_id;
+} NumberedKeyEntry;
+
+#define KEY_NUMBER(key_id)	((uint16) ((uint32) (key_id) & 0xFFFF))
+
 static char *tde_key_provider = NULL;
 static int	tde_key_max_uses = 1 << 30;
 
 static HTAB *keys_by_id = NULL;
 static HTAB *current_keys = NULL;
+static HTAB *numbered_keys = NULL;	/* file + key number -> key id */
 static Oid	relation_keys_oid = InvalidOid;
 static bool callbacks_registered = false;
 
@@ -157,6 +167,11 @@ flush_current_keys(void)
 	{
 		hash_destroy(current_keys);
 		current_keys = NULL;
+	}
+	if (numbered_keys != NULL)
+	{
+		hash_destroy(numbered_keys);
+		numbered_keys = NULL;
 	}
 }
 
@@ -230,6 +245,14 @@ init_caches(void)
 		current_keys = hash_create("bsoncrypt current relation keys", 64, &ctl,
 								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	if (numbered_keys == NULL)
+	{
+		ctl.keysize = 3 * sizeof(Oid);
+		ctl.entrysize = sizeof(NumberedKeyEntry);
+		ctl.hcxt = TopMemoryContext;
+		numbered_keys = hash_create("bsoncrypt relation keys by number", 64, &ctl,
+									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 }
 
 static Oid
@@ -286,6 +309,7 @@ cache_key(HTAB *cache, int32 key_id, Oid spc, Oid relnode, int64 uses_base,
 	key = hash_search(cache, &key_id, HASH_ENTER, &found);
 	if (found)
 		free_key(key);
+	key->key_number = KEY_NUMBER(key_id);
 	key->reltablespace = spc;
 	key->relfilenode = relnode;
 	key->uses_base = uses_base;
@@ -372,6 +396,33 @@ sweep_session_keys(void)
 	session_keys_after_sweep = hash_get_num_entries(session_keys);
 }
 
+/* The session key of a temporary file with this key number, or NULL. */
+static TdeKey *
+session_key_by_number(Oid spc, Oid relnode, uint16 number)
+{
+	HASH_SEQ_STATUS status;
+	TdeKey	   *key;
+	Oid			file[2] = {spc, relnode};
+	FileKeyEntry *entry;
+
+	init_session_caches();
+	/* usually the newest key of the file */
+	entry = hash_search(session_current, file, HASH_FIND, NULL);
+	if (entry != NULL && KEY_NUMBER(entry->key_id) == number)
+		return hash_search(session_keys, &entry->key_id, HASH_FIND, NULL);
+	hash_seq_init(&status, session_keys);
+	while ((key = hash_seq_search(&status)) != NULL)
+	{
+		if (key->reltablespace == spc && key->relfilenode == relnode &&
+			key->key_number == number)
+		{
+			hash_seq_term(&status);
+			return key;
+		}
+	}
+	return NULL;
+}
+
 /* A new random key for a temporary relation file, held in memory only. */
 static TdeKey *
 create_session_key(const RelFileNode *rnode)
@@ -383,27 +434,31 @@ create_session_key(const RelFileNode *rnode)
 
 	init_session_caches();
 	sweep_session_keys();
-	if (last_session_key_id == PG_INT32_MIN)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("this session made too many keys for temporary tables"),
-				 errhint("Start a new session.")));
 	if (fle_random_bytes(raw, sizeof(raw)) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random relation key")));
+	file[0] = normalize_tablespace(rnode->spcNode);
+	file[1] = rnode->relNode;
+	/* the next id whose key number no key of this file has */
+	do
+	{
+		if (last_session_key_id == PG_INT32_MIN)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("this session made too many keys for temporary tables"),
+					 errhint("Start a new session.")));
+		last_session_key_id--;
+	} while (session_key_by_number(file[0], file[1], KEY_NUMBER(last_session_key_id)) != NULL);
 	PG_TRY();
 	{
-		file[0] = normalize_tablespace(rnode->spcNode);
-		file[1] = rnode->relNode;
-		key = cache_key(session_keys, last_session_key_id - 1, file[0], file[1], 0, raw);
+		key = cache_key(session_keys, last_session_key_id, file[0], file[1], 0, raw);
 	}
 	PG_FINALLY();
 	{
 		explicit_bzero(raw, sizeof(raw));
 	}
 	PG_END_TRY();
-	last_session_key_id--;
 	elog(DEBUG1, "new session key for a temporary relation file");
 	entry = hash_search(session_current, file, HASH_ENTER, NULL);
 	entry->key_id = key->key_id;
@@ -463,6 +518,84 @@ move_session_keys(const RelFileNode *from, const RelFileNode *to)
  * Relation keys
  * ------------------------------------------------------------------------
  */
+static void
+set_numbered_key(Oid spc, Oid relnode, int32 key_id)
+{
+	NumberedKeyEntry *entry;
+	Oid			file_number[3] = {spc, relnode, KEY_NUMBER(key_id)};
+
+	init_caches();
+	entry = hash_search(numbered_keys, file_number, HASH_ENTER, NULL);
+	entry->key_id = key_id;
+}
+
+/* The id of the key of a relation file with this key number, or 0. */
+static int32
+key_id_by_number(Oid spc, Oid relnode, uint16 number)
+{
+	Relation	rel = table_open(relation_keys_relid(), AccessShareLock);
+	ScanKeyData skey[3];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int32		key_id = 0;
+
+	ScanKeyInit(&skey[0], Anum_relation_keys_reltablespace, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(spc));
+	ScanKeyInit(&skey[1], Anum_relation_keys_relfilenode, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relnode));
+	ScanKeyInit(&skey[2], Anum_relation_keys_key_number, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum((int32) number));
+	scan = systable_beginscan(rel, bsoncrypt_relid("relation_keys_file_number"), true,
+							  NULL, 3, skey);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+
+		key_id = DatumGetInt32(heap_getattr(tuple, Anum_relation_keys_key_id,
+											RelationGetDescr(rel), &isnull));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return key_id;
+}
+
+/*
+ * The key a stored value of rel names by its key number, or NULL: among
+ * the session keys of a temporary table, else among the relation_keys of
+ * the relation's file.
+ */
+static TdeKey *
+key_by_number(Relation rel, uint16 number)
+{
+	Oid			file_number[3];
+	NumberedKeyEntry *entry;
+	int32		key_id;
+	TdeKey	   *key;
+
+	file_number[0] = normalize_tablespace(rel->rd_node.spcNode);
+	file_number[1] = rel->rd_node.relNode;
+	file_number[2] = number;
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		return session_key_by_number(file_number[0], file_number[1], number);
+
+	init_caches();
+	entry = hash_search(numbered_keys, file_number, HASH_FIND, NULL);
+	if (entry != NULL)
+	{
+		key = tde_key_by_id(entry->key_id);
+		if (key != NULL)
+			return key;
+	}
+	key_id = key_id_by_number(file_number[0], file_number[1], number);
+	if (key_id == 0)
+		return NULL;
+	key = tde_key_by_id(key_id);
+	if (key != NULL)
+		set_numbered_key(file_number[0], file_number[1], key_id);
+	return key;
+}
+
 
 /*
  * Create a new key for a relation file and make it the file's current key.
@@ -503,7 +636,10 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	PG_TRY();
 	{
 		wrapped = kms_wrap_secret(provider, NULL, raw, sizeof(raw), &version);
-		key_id = (int32) nextval_internal(seqid, false);
+		/* the next id whose key number no key of this file has */
+		do
+			key_id = (int32) nextval_internal(seqid, false);
+		while (key_id_by_number(spc, rnode->relNode, KEY_NUMBER(key_id)) != 0);
 		uses_base = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
 		init_caches();
 		cache_key(keys_by_id, key_id, spc, rnode->relNode, uses_base, raw);
@@ -524,6 +660,7 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	values[Anum_relation_keys_creation_date - 1] = TimestampTzGetDatum(now);
 	values[Anum_relation_keys_update_date - 1] = TimestampTzGetDatum(now);
 	values[Anum_relation_keys_uses_base - 1] = Int64GetDatum(uses_base);
+	values[Anum_relation_keys_key_number - 1] = Int32GetDatum(KEY_NUMBER(key_id));
 
 	rel = table_open(relid, RowExclusiveLock);
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
@@ -534,6 +671,7 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	/* others (and we, at the next command) re-read; meanwhile use the new key */
 	CacheInvalidateRelcacheByRelid(relid);
 	set_current_key(spc, rnode->relNode, key_id);
+	set_numbered_key(spc, rnode->relNode, key_id);
 }
 
 /*
@@ -792,43 +930,42 @@ tde_key_for_write(Relation rel)
 	return key;
 }
 
-bool
-tde_key_belongs_to(const TdeKey *key, Relation rel)
-{
-	return key->reltablespace == normalize_tablespace(rel->rd_node.spcNode) &&
-		key->relfilenode == rel->rd_node.relNode &&
-		(key->key_id < 0) == (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP);
-}
-
-int32
-tde_key_id(const TdeKey *key)
-{
-	return key->key_id;
-}
-
+/* format byte, the key's full id, the column */
 static void
-build_aad(const uint8 *header, AttrNumber attnum, uint8 aad[7])
+build_aad(uint8 format, int32 key_id, AttrNumber attnum, uint8 aad[7])
 {
-	memcpy(aad, header, 5);
+	uint32		id = (uint32) key_id;
+
+	aad[0] = format;
+	aad[1] = (uint8) (id >> 24);
+	aad[2] = (uint8) (id >> 16);
+	aad[3] = (uint8) (id >> 8);
+	aad[4] = (uint8) id;
 	aad[5] = (uint8) ((uint16) attnum >> 8);
 	aad[6] = (uint8) ((uint16) attnum & 0xff);
 }
 
 /*
- * Encrypt len bytes (a whole plaintext varlena) for column attnum.
+ * Encrypt a plaintext varlena (inline: plain, short or compressed) for
+ * column attnum.  An uncompressed value is stored without its varlena
+ * header (its length is the stored length), a compressed one whole.
  * Returns a palloc'd 4-byte-header varlena in CurrentMemoryContext.
  */
 struct varlena *
-tde_encrypt_value(TdeKey *key, AttrNumber attnum, const char *plain, Size len)
+tde_encrypt_value(TdeKey *key, AttrNumber attnum, const struct varlena *plain)
 {
+	bool		whole = VARATT_IS_COMPRESSED(plain);
+	uint8		format = whole ? TDE_FORMAT_DATUM : TDE_FORMAT_DATA;
+	const uint8 *data = whole ? (const uint8 *) plain : (const uint8 *) VARDATA_ANY(plain);
+	Size		len = whole ? VARSIZE_ANY(plain) : VARSIZE_ANY_EXHDR(plain);
 	Size		total = VARHDRSZ + TDE_OVERHEAD + len;
 	struct varlena *result;
 	uint8	   *p;
 	uint8		aad[7];
 	int			outl = 0,
 				finl = 0;
-	uint32		id = (uint32) key->key_id;
 
+	Assert(!VARATT_IS_EXTERNAL(plain));
 	if (total > MaxAllocSize)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -836,20 +973,17 @@ tde_encrypt_value(TdeKey *key, AttrNumber attnum, const char *plain, Size len)
 	result = (struct varlena *) palloc(total);
 	SET_VARSIZE(result, total);
 	p = (uint8 *) VARDATA(result);
-	p[0] = TDE_FORMAT_V1;
-	p[1] = (uint8) (id >> 24);
-	p[2] = (uint8) (id >> 16);
-	p[3] = (uint8) (id >> 8);
-	p[4] = (uint8) id;
-	if (fle_random_bytes(p + 5, TDE_NONCE_LEN) != 1)
+	p[0] = format;
+	p[1] = (uint8) (key->key_number >> 8);
+	p[2] = (uint8) key->key_number;
+	if (fle_random_bytes(p + 3, TDE_NONCE_LEN) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random nonce")));
-	build_aad(p, attnum, aad);
-	if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, p + 5) != 1 ||
+	build_aad(format, key->key_id, attnum, aad);
+	if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, p + 3) != 1 ||
 		EVP_EncryptUpdate(key->enc, NULL, &outl, aad, sizeof(aad)) != 1 ||
-		EVP_EncryptUpdate(key->enc, p + TDE_HEADER_LEN, &outl,
-						  (const uint8 *) plain, (int) len) != 1 ||
+		EVP_EncryptUpdate(key->enc, p + TDE_HEADER_LEN, &outl, data, (int) len) != 1 ||
 		EVP_EncryptFinal_ex(key->enc, p + TDE_HEADER_LEN + outl, &finl) != 1 ||
 		(Size) (outl + finl) != len ||
 		EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG, TDE_TAG_LEN,
@@ -882,8 +1016,9 @@ report_corrupt(Relation rel, AttrNumber attnum, ItemPointer tid, const char *why
 /*
  * Decrypt one stored value (inline, or an on-disk TOAST pointer) of
  * column attnum of rel; returns the plaintext varlena, palloc'd in
- * CurrentMemoryContext.  Tampering, a wrong key or a value of another
- * relation raise XX001 naming the relation, column and ctid.
+ * CurrentMemoryContext.  Tampering, a wrong or missing key or a value of
+ * another relation file or column raise XX001 naming the relation, column
+ * and ctid.
  */
 struct varlena *
 tde_decrypt_value(Relation rel, AttrNumber attnum, struct varlena *stored,
@@ -892,10 +1027,12 @@ tde_decrypt_value(Relation rel, AttrNumber attnum, struct varlena *stored,
 	const uint8 *p;
 	Size		len;
 	Size		ctlen;
-	int32		key_id;
+	uint16		number;
 	TdeKey	   *key;
 	uint8		aad[7];
 	struct varlena *result;
+	uint8	   *out;
+	bool		whole;
 	int			outl = 0,
 				finl = 0;
 
@@ -903,36 +1040,42 @@ tde_decrypt_value(Relation rel, AttrNumber attnum, struct varlena *stored,
 		stored = detoast_attr(stored);
 	p = (const uint8 *) VARDATA_ANY(stored);
 	len = VARSIZE_ANY_EXHDR(stored);
-	if (len < TDE_OVERHEAD + 1 || p[0] != TDE_FORMAT_V1)
+	if (len < TDE_OVERHEAD || (p[0] != TDE_FORMAT_DATA && p[0] != TDE_FORMAT_DATUM))
 		report_corrupt(rel, attnum, tid, "the stored value is not an encrypted value");
-	key_id = (int32) (((uint32) p[1] << 24) | ((uint32) p[2] << 16) |
-					  ((uint32) p[3] << 8) | (uint32) p[4]);
-	key = tde_key_by_id(key_id);
+	whole = p[0] == TDE_FORMAT_DATUM;
+	number = (uint16) ((p[1] << 8) | p[2]);
+	key = key_by_number(rel, number);
 	if (key == NULL)
 		report_corrupt(rel, attnum, tid,
-					   psprintf("its relation key %d does not exist", key_id));
-	if (!tde_key_belongs_to(key, rel))
-		report_corrupt(rel, attnum, tid,
-					   psprintf("its relation key %d belongs to another relation file", key_id));
+					   psprintf("the relation file has no key number %u", number));
 
 	ctlen = len - TDE_OVERHEAD;
-	result = (struct varlena *) palloc(Max(ctlen, VARHDRSZ));
-	build_aad(p, attnum, aad);
-	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, p + 5) != 1 ||
+	if (whole)
+	{
+		result = (struct varlena *) palloc(Max(ctlen, VARHDRSZ));
+		out = (uint8 *) result;
+	}
+	else
+	{
+		result = (struct varlena *) palloc(VARHDRSZ + ctlen);
+		SET_VARSIZE(result, VARHDRSZ + ctlen);
+		out = (uint8 *) VARDATA(result);
+	}
+	build_aad(p[0], key->key_id, attnum, aad);
+	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, p + 3) != 1 ||
 		EVP_DecryptUpdate(key->dec, NULL, &outl, aad, sizeof(aad)) != 1 ||
-		EVP_DecryptUpdate(key->dec, (uint8 *) result, &outl,
-						  p + TDE_HEADER_LEN, (int) ctlen) != 1 ||
+		EVP_DecryptUpdate(key->dec, out, &outl, p + TDE_HEADER_LEN, (int) ctlen) != 1 ||
 		EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG, TDE_TAG_LEN,
 							(void *) (p + TDE_HEADER_LEN + ctlen)) != 1 ||
-		EVP_DecryptFinal_ex(key->dec, (uint8 *) result + outl, &finl) != 1)
+		EVP_DecryptFinal_ex(key->dec, out + outl, &finl) != 1)
 	{
-		explicit_bzero(result, ctlen);
+		explicit_bzero(out, ctlen);
 		report_corrupt(rel, attnum, tid,
-					   psprintf("authentication with relation key %d failed", key_id));
+					   psprintf("authentication with relation key %d failed", key->key_id));
 	}
-	if (VARSIZE_ANY(result) != ctlen)
+	if (whole && (!VARATT_IS_COMPRESSED(result) || VARSIZE_ANY(result) != ctlen))
 	{
-		explicit_bzero(result, ctlen);
+		explicit_bzero(out, ctlen);
 		report_corrupt(rel, attnum, tid, "the decrypted value has an invalid length");
 	}
 	return result;

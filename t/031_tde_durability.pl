@@ -127,13 +127,15 @@ INSERT INTO tamper VALUES (1, 'first value'), (2, 'second value'), (3, 'third va
 CHECKPOINT;
 });
 # row 2: data starts at lp_off + t_hoff; id (4 bytes), then t: 1-byte
-# header, format, key id (4), nonce (12), ciphertext
-my ($lp_off, $t_hoff) = split /\|/, $primary->safe_psql('postgres', q{
-SELECT lp_off, t_hoff FROM heap_page_items(get_raw_page('tamper', 0)) WHERE lp = 2});
+# header, format, key number (2), nonce (12), ciphertext of the 12 bytes of
+# 'second value' (without their varlena header), tag (16)
+my ($lp_off, $lp_len, $t_hoff) = split /\|/, $primary->safe_psql('postgres', q{
+SELECT lp_off, lp_len, t_hoff FROM heap_page_items(get_raw_page('tamper', 0)) WHERE lp = 2});
+is($lp_len - $t_hoff, 4 + 1 + (1 + 2 + 12 + 16) + 12, 'a stored value is 31 bytes longer than its data');
 my $file = $primary->data_dir . '/' . $primary->safe_psql('postgres', q{SELECT pg_relation_filepath('tamper')});
 $primary->stop;
 {
-	my $pos = $lp_off + $t_hoff + 4 + 1 + 1 + 4 + 12 + 3;
+	my $pos = $lp_off + $t_hoff + 4 + 1 + 1 + 2 + 12 + 3;
 	open my $fh, '+<:raw', $file or die "$file: $!";
 	seek $fh, $pos, 0;
 	read $fh, my $byte, 1;

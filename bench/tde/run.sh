@@ -14,10 +14,13 @@
 # PostgreSQL runs as the postgres OS user), removes it at the end.  The
 # table also goes to bench/out/tde.txt.
 #
+# MODES (default "tpcb select") picks the pgbench workloads; NDOCS=0 skips
+# the COPY.
+#
 # SHARED_BUFFERS (e.g. 1GB) restarts the cluster with that setting, so that
 # both databases stay in memory and the ratio shows CPU cost only.
 #
-#   bench/tde/run.sh        # PORT DIR SCALE RUNS T CLIENTS NDOCS COPY_RUNS SHARED_BUFFERS may be set
+#   bench/tde/run.sh        # PORT DIR SCALE RUNS T CLIENTS MODES NDOCS COPY_RUNS SHARED_BUFFERS may be set
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,6 +32,7 @@ secs=${T:-20}
 clients=${CLIENTS:-4}
 ndocs=${NDOCS:-1000000}
 copy_runs=${COPY_RUNS:-2}
+modes=${MODES:-tpcb select}
 out=${OUT:-$top/bench/out/tde.txt}
 bin=/usr/lib/postgresql/15/bin
 
@@ -68,7 +72,7 @@ tps() { # db, extra args
 }
 
 declare -A best pairs last
-for mode in tpcb select; do
+for mode in $modes; do
 	args=()
 	[ "$mode" = select ] && args=(-S)
 	for am in "${ams[@]}"; do best[$mode,$am]=0; done
@@ -86,40 +90,47 @@ for mode in tpcb select; do
 done
 
 # bulk COPY of ~1 KB JSON documents
-docs=$dir/docs.json
-psql -d postgres -c "COPY (SELECT jsonb_build_object('_id', g, 'name', 'user ' || g, 'email', md5(g::text) || '@example.com',
-	'tags', jsonb_build_array(md5((g + 1)::text), md5((g + 2)::text)), 'score', g % 1000,
-	'bio', repeat(md5((g * 7)::text), 24)) FROM generate_series(1, $ndocs) g) TO '$docs'"
-docbytes=$(stat -c %s "$docs")
-declare -A copy_best
-for am in "${ams[@]}"; do
-	copy_best[$am]=999999
-	for r in $(seq "$copy_runs"); do
-		psql -d bench_encrypted_heap -c "DROP TABLE IF EXISTS load_$am" -c "CREATE TABLE load_$am (doc jsonb) USING $am"
-		start=$(date +%s.%N)
-		psql -d bench_encrypted_heap -c "COPY load_$am FROM '$docs'"
-		end=$(date +%s.%N)
-		s=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
-		echo "  copy $am run $r: $s s" >&2
-		copy_best[$am]=$(awk -v a="${copy_best[$am]}" -v b="$s" 'BEGIN { print (b < a) ? b : a }')
+copy_docs() {
+	local docs=$dir/docs.json
+	psql -d postgres -c "COPY (SELECT jsonb_build_object('_id', g, 'name', 'user ' || g, 'email', md5(g::text) || '@example.com',
+		'tags', jsonb_build_array(md5((g + 1)::text), md5((g + 2)::text)), 'score', g % 1000,
+		'bio', repeat(md5((g * 7)::text), 24)) FROM generate_series(1, $ndocs) g) TO '$docs'"
+	docbytes=$(stat -c %s "$docs")
+	for am in "${ams[@]}"; do
+		copy_best[$am]=999999
+		for r in $(seq "$copy_runs"); do
+			psql -d bench_encrypted_heap -c "DROP TABLE IF EXISTS load_$am" -c "CREATE TABLE load_$am (doc jsonb) USING $am"
+			start=$(date +%s.%N)
+			psql -d bench_encrypted_heap -c "COPY load_$am FROM '$docs'"
+			end=$(date +%s.%N)
+			s=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+			echo "  copy $am run $r: $s s" >&2
+			copy_best[$am]=$(awk -v a="${copy_best[$am]}" -v b="$s" 'BEGIN { print (b < a) ? b : a }')
+		done
 	done
-done
-heap_size=$(psql -d bench_encrypted_heap -Atc "SELECT pg_total_relation_size('load_heap')")
-enc_size=$(psql -d bench_encrypted_heap -Atc "SELECT pg_total_relation_size('load_encrypted_heap')")
+	heap_size=$(psql -d bench_encrypted_heap -Atc "SELECT pg_total_relation_size('load_heap')")
+	enc_size=$(psql -d bench_encrypted_heap -Atc "SELECT pg_total_relation_size('load_encrypted_heap')")
+}
+declare -A copy_best
+[ "$ndocs" -gt 0 ] && copy_docs
+accounts() { psql -d "bench_$1" -Atc "SELECT pg_relation_size('pgbench_accounts') / 1048576"; }
 
 mkdir -p "$(dirname "$out")"
 {
 	echo "encrypted_heap vs heap, same cluster and run ($(date -u +%Y-%m-%d), $(nproc) CPUs, fsync=off, shared_buffers=$(psql -d postgres -Atc 'SHOW shared_buffers'))"
 	echo "pgbench scale $scale, $clients clients, ${secs}s per run, best of $runs"
 	printf '%-22s %12s %12s %8s %14s\n' workload heap encrypted ratio "median pair"
-	for mode in tpcb select; do
+	echo "pgbench_accounts: heap $(accounts heap) MB, encrypted_heap $(accounts encrypted_heap) MB"
+	for mode in $modes; do
 		h=${best[$mode,heap]} e=${best[$mode,encrypted_heap]}
 		med=$(echo ${pairs[$mode]} | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 		printf '%-22s %12.1f %12.1f %8.3f %14.3f\n' "$mode (tps)" "$h" "$e" "$(awk -v a="$e" -v b="$h" 'BEGIN { print a / b }')" "$med"
 	done
-	h=${copy_best[heap]} e=${copy_best[encrypted_heap]}
-	printf '%-22s %12.2f %12.2f %8.3f\n' "COPY $ndocs docs (s)" "$h" "$e" "$(awk -v a="$h" -v b="$e" 'BEGIN { print a / b }')"
-	echo "COPY input $((docbytes / 1024 / 1024)) MB; table+TOAST size heap $((heap_size / 1024 / 1024)) MB, encrypted $((enc_size / 1024 / 1024)) MB"
+	if [ "$ndocs" -gt 0 ]; then
+		h=${copy_best[heap]} e=${copy_best[encrypted_heap]}
+		printf '%-22s %12.2f %12.2f %8.3f\n' "COPY $ndocs docs (s)" "$h" "$e" "$(awk -v a="$h" -v b="$e" 'BEGIN { print a / b }')"
+		echo "COPY input $((docbytes / 1024 / 1024)) MB; table+TOAST size heap $((heap_size / 1024 / 1024)) MB, encrypted $((enc_size / 1024 / 1024)) MB"
+	fi
 	echo "ratio: best encrypted / best heap throughput; median pair: median over runs of encrypted/heap"
 	echo "measured back to back in the same run (order alternating), 1.0 = no overhead"
 } | tee "$out"

@@ -20,10 +20,14 @@ CREATE TABLE relation_keys (
     master_key_version text NOT NULL,           -- which version of that master key wrapped it
     creation_date      timestamptz NOT NULL DEFAULT now(),
     update_date        timestamptz NOT NULL DEFAULT now(),
-    uses_base          bigint NOT NULL              -- relation_key_uses when the key was made
+    uses_base          bigint NOT NULL,             -- relation_key_uses when the key was made
+    -- what stored values name the key by (16 bits): key_id & 65535, unique
+    -- among the keys of one relation file
+    key_number         integer NOT NULL CHECK (key_number BETWEEN 0 AND 65535)
 ) USING heap;
 ALTER SEQUENCE relation_key_ids OWNED BY relation_keys.key_id;
 CREATE INDEX relation_keys_file ON relation_keys (reltablespace, relfilenode, key_id);
+CREATE UNIQUE INDEX relation_keys_file_number ON relation_keys (reltablespace, relfilenode, key_number);
 COMMENT ON TABLE relation_keys IS 'keys of encrypted_heap relation files, wrapped by master keys';
 
 CREATE FUNCTION _relation_keys_changed() RETURNS trigger
