@@ -201,6 +201,15 @@ ALTER TABLE docs DROP COLUMN raw;
 SELECT id, extra, tags FROM docs ORDER BY id;
 ALTER TABLE docs ALTER COLUMN note TYPE text;
 SELECT id, note, amount, total FROM docs ORDER BY id;
+-- type changes that rewrite: old tuples are read with the old column types
+-- (a fixed-width value becomes a varlena and the other way round)
+CREATE TABLE retyped (id int, n int, t text, j jsonb) USING encrypted_heap;
+INSERT INTO retyped SELECT g, g * 10, (g * 100)::text, jsonb_build_object('g', g) FROM generate_series(1, 5) g;
+ALTER TABLE retyped ALTER COLUMN n TYPE text, ALTER COLUMN t TYPE int USING t::int;
+SELECT id, n, t, j FROM retyped ORDER BY id;
+ALTER TABLE retyped ALTER COLUMN n TYPE bigint USING n::bigint * 2, ALTER COLUMN j TYPE text;
+SELECT id, n, t, j FROM retyped ORDER BY id;
+DROP TABLE retyped;
 
 -- VACUUM, VACUUM FULL and CLUSTER: a new file with a new key each time
 DELETE FROM bulk WHERE id % 2 = 0;

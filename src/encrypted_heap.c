@@ -152,15 +152,18 @@ holds_ciphertext(TupleDesc desc, HeapTuple tuple, int stored_natts)
 }
 
 /*
- * Decrypt, in place, the deformed values [from, to) of a stored tuple of
- * rel; plaintext goes to cxt.  Dropped columns read as NULL; attributes
+ * Decrypt, in place, the values [from, to) of a stored tuple of rel,
+ * deformed with desc; plaintext goes to cxt.  desc is the descriptor the
+ * tuple was written with, which is not always rel's: a rewriting ALTER
+ * TABLE ... ALTER COLUMN TYPE reads old tuples while the relation already
+ * has the new column types.  Dropped columns read as NULL; attributes
  * beyond those stored are defaults (attmissingval), never ciphertext.
  */
 void
-tde_decrypt_datums(Relation rel, HeapTuple stored, Datum *values, bool *isnull,
-				   int from, int to, MemoryContext cxt)
+tde_decrypt_datums(Relation rel, TupleDesc desc, HeapTuple stored,
+				   Datum *values, bool *isnull, int from, int to,
+				   MemoryContext cxt)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	int			stored_natts = HeapTupleHeaderGetNatts(stored->t_data);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
@@ -231,7 +234,7 @@ tde_decrypt_tuple(Relation rel, HeapTuple tuple, MemoryContext dest)
 	values = palloc(desc->natts * sizeof(Datum));
 	isnull = palloc(desc->natts * sizeof(bool));
 	heap_deform_tuple(tuple, desc, values, isnull);
-	tde_decrypt_datums(rel, tuple, values, isnull, 0, desc->natts, scratch);
+	tde_decrypt_datums(rel, desc, tuple, values, isnull, 0, desc->natts, scratch);
 	tuple->t_tableOid = RelationGetRelid(rel);
 	MemoryContextSwitchTo(dest);
 	result = tde_form_with_header(desc, values, isnull, tuple);

@@ -40,6 +40,8 @@ typedef struct EncryptedHeapSlot
 	HeapTupleData tupdata;		/* tuple header when tuple is on a page */
 	Buffer		buffer;			/* pin held for an on-page tuple */
 	bool		plain;			/* tuple holds plaintext */
+	HeapTuple	plaincopy;		/* get_heap_tuple's plaintext copy of a
+								 * stored tuple; freed on clear */
 	Relation	rel;			/* owner of a stored tuple (open while pinned) */
 	bool		deformed;		/* tts_values filled from tuple */
 	int			ndecrypted;		/* tts_values[0 .. ndecrypted) are plaintext */
@@ -52,6 +54,7 @@ ehs_init(TupleTableSlot *slot)
 	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
 
 	s->tuple = NULL;
+	s->plaincopy = NULL;
 	s->buffer = InvalidBuffer;
 	s->valcxt = NULL;
 }
@@ -76,10 +79,13 @@ ehs_clear(TupleTableSlot *slot)
 		heap_freetuple(s->tuple);
 		slot->tts_flags &= ~TTS_FLAG_SHOULDFREE;
 	}
+	if (s->plaincopy != NULL)
+		heap_freetuple(s->plaincopy);
 	if (BufferIsValid(s->buffer))
 		ReleaseBuffer(s->buffer);
 	if (s->valcxt != NULL)
 		MemoryContextReset(s->valcxt);
+	s->plaincopy = NULL;
 	s->tuple = NULL;
 	s->buffer = InvalidBuffer;
 	s->plain = false;
@@ -118,7 +124,8 @@ ehs_getsomeattrs(TupleTableSlot *slot, int natts)
 			s->valcxt = AllocSetContextCreate(slot->tts_mcxt,
 											  "encrypted_heap slot values",
 											  ALLOCSET_SMALL_SIZES);
-		tde_decrypt_datums(s->rel, s->tuple, slot->tts_values, slot->tts_isnull,
+		tde_decrypt_datums(s->rel, slot->tts_tupleDescriptor, s->tuple,
+						   slot->tts_values, slot->tts_isnull,
 						   s->ndecrypted, natts, s->valcxt);
 	}
 	s->ndecrypted = Max(s->ndecrypted, natts);
@@ -170,6 +177,9 @@ ehs_materialize(TupleTableSlot *slot)
 
 	if (TTS_SHOULDFREE(slot))
 		heap_freetuple(s->tuple);
+	if (s->plaincopy != NULL)
+		heap_freetuple(s->plaincopy);
+	s->plaincopy = NULL;
 	if (BufferIsValid(s->buffer))
 		ReleaseBuffer(s->buffer);
 	s->buffer = InvalidBuffer;
@@ -211,15 +221,29 @@ ehs_copyslot(TupleTableSlot *dst, TupleTableSlot *src)
 	tde_slot_store_plain(dst, tuple);
 }
 
+/*
+ * A heap tuple owned by the slot.  For a stored tuple, a plaintext copy
+ * kept until the slot is cleared; the slot keeps its buffer pin and its
+ * values, which callers may still hold (heap's buffer slot keeps them too).
+ */
 static HeapTuple
 ehs_get_heap_tuple(TupleTableSlot *slot)
 {
 	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+	MemoryContext old;
 
 	Assert(!TTS_EMPTY(slot));
-	if (s->tuple == NULL || !s->plain)
-		ehs_materialize(slot);
-	return s->tuple;
+	if (s->tuple == NULL)
+		ehs_materialize(slot);	/* virtual: form it */
+	if (s->plain)
+		return s->tuple;
+	if (s->plaincopy == NULL)
+	{
+		old = MemoryContextSwitchTo(slot->tts_mcxt);
+		s->plaincopy = plain_copy(s);
+		MemoryContextSwitchTo(old);
+	}
+	return s->plaincopy;
 }
 
 static HeapTuple

@@ -88,8 +88,8 @@ extern HeapTuple tde_decrypt_tuple(Relation rel, HeapTuple tuple,
 								   MemoryContext dest);
 extern HeapTuple tde_encrypt_values(Relation rel, Datum *values, bool *isnull,
 									ItemPointer old_tid, MemoryContext dest);
-extern void tde_decrypt_datums(Relation rel, HeapTuple stored, Datum *values,
-							   bool *isnull, int from, int to,
+extern void tde_decrypt_datums(Relation rel, TupleDesc desc, HeapTuple stored,
+							   Datum *values, bool *isnull, int from, int to,
 							   MemoryContext cxt);
 extern HeapTuple tde_form_with_header(TupleDesc desc, Datum *values,
 									  bool *isnull, HeapTuple stored);

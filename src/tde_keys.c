@@ -396,6 +396,15 @@ sweep_session_keys(void)
 	session_keys_after_sweep = hash_get_num_entries(session_keys);
 }
 
+static void
+report_key_numbers_used(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("relation file has used all %d key numbers", TDE_KEY_NUMBERS),
+			 errhint("Rewrite the table (VACUUM FULL) to give it a new file, or raise bsoncrypt.at_rest_key_max_uses.")));
+}
+
 /* The session key of a temporary file with this key number, or NULL. */
 static TdeKey *
 session_key_by_number(Oid spc, Oid relnode, uint16 number)
@@ -427,6 +436,7 @@ session_key_by_number(Oid spc, Oid relnode, uint16 number)
 static TdeKey *
 create_session_key(const RelFileNode *rnode)
 {
+	int			tries;
 	uint8		raw[TDE_KEY_LEN];
 	Oid			file[2];
 	FileKeyEntry *entry;
@@ -441,8 +451,11 @@ create_session_key(const RelFileNode *rnode)
 	file[0] = normalize_tablespace(rnode->spcNode);
 	file[1] = rnode->relNode;
 	/* the next id whose key number no key of this file has */
+	tries = 0;
 	do
 	{
+		if (++tries > TDE_KEY_NUMBERS)
+			report_key_numbers_used();
 		if (last_session_key_id == PG_INT32_MIN)
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -612,6 +625,7 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	char	   *version = NULL;
 	int32		key_id;
 	int64		uses_base;
+	int			tries;
 	Relation	rel;
 	Datum		values[Natts_relation_keys];
 	bool		nulls[Natts_relation_keys];
@@ -637,9 +651,13 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	{
 		wrapped = kms_wrap_secret(provider, NULL, raw, sizeof(raw), &version);
 		/* the next id whose key number no key of this file has */
+		tries = 0;
 		do
+		{
+			if (++tries > TDE_KEY_NUMBERS)
+				report_key_numbers_used();
 			key_id = (int32) nextval_internal(seqid, false);
-		while (key_id_by_number(spc, rnode->relNode, KEY_NUMBER(key_id)) != 0);
+		} while (key_id_by_number(spc, rnode->relNode, KEY_NUMBER(key_id)) != 0);
 		uses_base = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
 		init_caches();
 		cache_key(keys_by_id, key_id, spc, rnode->relNode, uses_base, raw);

@@ -93,3 +93,22 @@ LANGUAGE sql SET search_path = pg_catalog AS $$
 $$;
 COMMENT ON FUNCTION drop_unused_relation_keys() IS
     'delete the keys of relation files that no longer exist';
+
+-- DROP TABLE, DROP SCHEMA ... CASCADE, DROP OWNED, ...: the dropped files'
+-- keys go in the same transaction.  The access method does this itself when
+-- bsoncrypt is loaded before the drop (shared_preload_libraries); a session
+-- that never loaded it (nothing opened the table before DROP) relies on this
+-- trigger.  Runs as the extension's owner; a no-op while the extension
+-- itself is being dropped.
+CREATE FUNCTION _drop_keys_of_dropped_files() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    IF to_regclass('bsoncrypt.relation_keys') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects()
+                    WHERE object_type IN ('table', 'materialized view')) THEN
+        PERFORM bsoncrypt.drop_unused_relation_keys();
+    END IF;
+END
+$$;
+CREATE EVENT TRIGGER bsoncrypt_drop_relation_keys ON sql_drop
+    EXECUTE FUNCTION _drop_keys_of_dropped_files();
