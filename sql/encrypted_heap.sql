@@ -281,6 +281,26 @@ SELECT count(*) AS keys_in_place FROM relation_keys k JOIN pg_class c
  WHERE c.oid = 'owned'::regclass;
 SELECT count(*) AS stray_keys FROM relation_keys WHERE reltablespace = (SELECT oid FROM pg_tablespace WHERE spcname = 'eh_space');
 DROP TABLE owned;
+-- a temporary table moves too; a move that rolls back leaves it readable
+CREATE TEMP TABLE tmp_moved (t text) USING encrypted_heap;
+INSERT INTO tmp_moved VALUES ('temp one');
+BEGIN;
+ALTER TABLE tmp_moved SET TABLESPACE eh_space;
+ROLLBACK;
+SELECT t FROM tmp_moved;
+BEGIN;
+SAVEPOINT s;
+ALTER TABLE tmp_moved SET TABLESPACE eh_space;
+INSERT INTO tmp_moved VALUES ('temp two');
+ROLLBACK TO SAVEPOINT s;
+SELECT t FROM tmp_moved;
+ALTER TABLE tmp_moved SET TABLESPACE eh_space;
+INSERT INTO tmp_moved VALUES ('temp three');
+COMMIT;
+SELECT t FROM tmp_moved ORDER BY t;
+ALTER TABLE tmp_moved SET TABLESPACE pg_default;
+SELECT t FROM tmp_moved ORDER BY t;
+DROP TABLE tmp_moved;
 DROP OPERATOR public.= (oid, oid);
 DROP FUNCTION public.oid_eq_trap(oid, oid);
 REVOKE ALL ON SCHEMA public FROM regress_eh_owner;
@@ -445,6 +465,18 @@ SELECT count(*) FROM encrypted_relations WHERE key_id IS NULL
    AND relation::oid NOT IN (SELECT oid FROM pg_class WHERE relpersistence = 't');
 SELECT drop_unused_relation_keys() AS left_behind;
 SELECT count(*) FROM docs;
+-- the key clean-up that any DROP triggers runs as the extension owner: a
+-- temporary table named pg_class cannot make it see no files
+CREATE ROLE regress_eh_intruder;
+SET ROLE regress_eh_intruder;
+CREATE TEMP TABLE pg_class (reltablespace oid, relfilenode oid);
+CREATE TEMP TABLE intruder ();
+DROP TABLE intruder;
+DROP TABLE pg_temp.pg_class;
+RESET ROLE;
+DROP ROLE regress_eh_intruder;
+SELECT count(name) FROM docs;
+SELECT count(*) > 0 AS keys_kept FROM relation_keys;
 -- dropping a table deletes its keys, unless the drop rolls back
 CREATE TEMP TABLE docs_keys AS
 SELECT k.key_id FROM relation_keys k JOIN pg_class c

@@ -113,6 +113,20 @@ static HTAB *session_current = NULL;	/* file -> newest session key id */
 static int32 last_session_key_id = 0;
 static long session_keys_after_sweep = 0;
 
+/*
+ * Session key moves of this transaction (SET TABLESPACE of a temporary
+ * table), undone if the (sub)transaction that made them aborts: the table
+ * is then back on its old file.
+ */
+typedef struct SessionKeyMove
+{
+	RelFileNode from;
+	RelFileNode to;
+	SubTransactionId subid;
+} SessionKeyMove;
+
+static List *session_key_moves = NIL;	/* in TopMemoryContext */
+
 void
 tde_define_settings(void)
 {
@@ -202,11 +216,23 @@ relcache_callback(Datum arg, Oid relid)
 	}
 }
 
+static void undo_session_key_moves(SubTransactionId subid);
+static void end_session_key_moves(SubTransactionId subid, SubTransactionId parent);
+
 static void
 xact_callback(XactEvent event, void *arg)
 {
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
 		flush_current_keys();
+		undo_session_key_moves(InvalidSubTransactionId);
+	}
+	else if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE ||
+			 event == XACT_EVENT_PARALLEL_COMMIT)
+	{
+		list_free_deep(session_key_moves);
+		session_key_moves = NIL;
+	}
 }
 
 static void
@@ -214,7 +240,12 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				 SubTransactionId parentSubid, void *arg)
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
 		flush_current_keys();
+		undo_session_key_moves(mySubid);
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		end_session_key_moves(mySubid, parentSubid);
 }
 
 static void
@@ -494,9 +525,59 @@ current_session_key(Relation rel)
 	return create_session_key(&rel->rd_node);
 }
 
-/* SET TABLESPACE of a temporary table: its keys follow the file. */
+static void relabel_session_keys(const RelFileNode *from, const RelFileNode *to);
+
 static void
 move_session_keys(const RelFileNode *from, const RelFileNode *to)
+{
+	MemoryContext old;
+	SessionKeyMove *move;
+
+	init_caches();				/* registers the (sub)transaction callbacks */
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	move = palloc(sizeof(SessionKeyMove));
+
+	move->from = *from;
+	move->to = *to;
+	move->subid = GetCurrentSubTransactionId();
+	session_key_moves = lappend(session_key_moves, move);
+	MemoryContextSwitchTo(old);
+	relabel_session_keys(from, to);
+}
+
+/* Undo the moves of subtransaction subid (all of them when invalid), newest first. */
+static void
+undo_session_key_moves(SubTransactionId subid)
+{
+	for (int i = list_length(session_key_moves) - 1; i >= 0; i--)
+	{
+		SessionKeyMove *move = list_nth(session_key_moves, i);
+
+		if (subid != InvalidSubTransactionId && move->subid != subid)
+			continue;
+		relabel_session_keys(&move->to, &move->from);
+		session_key_moves = list_delete_nth_cell(session_key_moves, i);
+		pfree(move);
+	}
+}
+
+static void
+end_session_key_moves(SubTransactionId subid, SubTransactionId parent)
+{
+	ListCell   *lc;
+
+	foreach(lc, session_key_moves)
+	{
+		SessionKeyMove *move = lfirst(lc);
+
+		if (move->subid == subid)
+			move->subid = parent;
+	}
+}
+
+/* The session keys of one file now belong to another. */
+static void
+relabel_session_keys(const RelFileNode *from, const RelFileNode *to)
 {
 	HASH_SEQ_STATUS status;
 	TdeKey	   *key;
@@ -686,7 +767,13 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	heap_freetuple(tuple);
 	table_close(rel, RowExclusiveLock);
 
-	/* others (and we, at the next command) re-read; meanwhile use the new key */
+	/*
+	 * Make the row visible to this command's own lookups at once (the caches
+	 * may be flushed by other sessions' invalidations before the command
+	 * ends, and lookups then read relation_keys), before queueing our own
+	 * invalidation, which others and we process at the next command.
+	 */
+	CommandCounterIncrement();
 	CacheInvalidateRelcacheByRelid(relid);
 	set_current_key(spc, rnode->relNode, key_id);
 	set_numbered_key(spc, rnode->relNode, key_id);

@@ -2,7 +2,7 @@
 -- Created now if DocumentDB is installed, or later by calling this function.
 CREATE FUNCTION create_documentdb_casts(add_to_extension boolean DEFAULT true)
 RETURNS boolean
-LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF to_regtype('documentdb_core.bson') IS NULL THEN
         RETURN false;

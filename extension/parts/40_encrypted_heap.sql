@@ -45,7 +45,7 @@ COMMENT ON ACCESS METHOD encrypted_heap IS
 -- true for an encrypted_heap table or materialized view; for a partitioned
 -- table, true when it has partitions and every leaf partition is encrypted
 CREATE FUNCTION is_encrypted(rel regclass) RETURNS boolean
-LANGUAGE sql STABLE STRICT SET search_path = pg_catalog AS $$
+LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN c.relkind = 'p' THEN
                coalesce((SELECT bool_and(l.relam = a.oid) AND count(*) > 0
                            FROM pg_partition_tree($1) t
@@ -81,10 +81,10 @@ COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations and their curre
 -- rewrites delete their old files' keys themselves; this finds what other
 -- means left behind.  Returns how many rows were removed.
 CREATE FUNCTION drop_unused_relation_keys() RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog AS $$
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     WITH gone AS (
         DELETE FROM bsoncrypt.relation_keys k
-         WHERE NOT EXISTS (SELECT 1 FROM pg_class c
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                             WHERE c.reltablespace = k.reltablespace
                               AND c.relfilenode = k.relfilenode
                               AND c.relfilenode <> 0)
@@ -101,10 +101,10 @@ COMMENT ON FUNCTION drop_unused_relation_keys() IS
 -- trigger.  Runs as the extension's owner; a no-op while the extension
 -- itself is being dropped.
 CREATE FUNCTION _drop_keys_of_dropped_files() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF to_regclass('bsoncrypt.relation_keys') IS NOT NULL
-       AND EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects()
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects()
                     WHERE object_type IN ('table', 'materialized view')) THEN
         PERFORM bsoncrypt.drop_unused_relation_keys();
     END IF;

@@ -19,7 +19,7 @@ TO PUBLIC;
 GRANT SELECT ON encrypted_relations TO PUBLIC;
 
 CREATE FUNCTION grant_encryption(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         bsoncrypt.encrypt_field(bsoncrypt.bson, text, text, text),
@@ -34,7 +34,7 @@ COMMENT ON FUNCTION grant_encryption(regrole) IS
     'let a role encrypt fields with any key of the vault (it still cannot read the vault)';
 
 CREATE FUNCTION grant_decryption(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog AS $$
+LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         bsoncrypt.decrypt_field(bsoncrypt.bson, text),
