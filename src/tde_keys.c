@@ -248,11 +248,21 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		end_session_key_moves(mySubid, parentSubid);
 }
 
-static void
-init_caches(void)
+/* A per-backend hash table in TopMemoryContext, keyed by its first keysize bytes. */
+static HTAB *
+backend_hash(const char *name, long nelem, Size keysize, Size entrysize)
 {
 	HASHCTL		ctl;
 
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = TopMemoryContext;
+	return hash_create(name, nelem, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static void
+init_caches(void)
+{
 	if (!callbacks_registered)
 	{
 		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
@@ -261,43 +271,35 @@ init_caches(void)
 		callbacks_registered = true;
 	}
 	if (keys_by_id == NULL)
-	{
-		ctl.keysize = sizeof(int32);
-		ctl.entrysize = sizeof(TdeKey);
-		ctl.hcxt = TopMemoryContext;
-		keys_by_id = hash_create("bsoncrypt relation keys", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		keys_by_id = backend_hash("bsoncrypt relation keys", 64,
+								  sizeof(int32), sizeof(TdeKey));
 	if (current_keys == NULL)
-	{
-		ctl.keysize = 2 * sizeof(Oid);
-		ctl.entrysize = sizeof(FileKeyEntry);
-		ctl.hcxt = TopMemoryContext;
-		current_keys = hash_create("bsoncrypt current relation keys", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		current_keys = backend_hash("bsoncrypt current relation keys", 64,
+									2 * sizeof(Oid), sizeof(FileKeyEntry));
 	if (numbered_keys == NULL)
-	{
-		ctl.keysize = 3 * sizeof(Oid);
-		ctl.entrysize = sizeof(NumberedKeyEntry);
-		ctl.hcxt = TopMemoryContext;
-		numbered_keys = hash_create("bsoncrypt relation keys by number", 64, &ctl,
-									HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		numbered_keys = backend_hash("bsoncrypt relation keys by number", 64,
+									 3 * sizeof(Oid), sizeof(NumberedKeyEntry));
 }
 
+/* A relation of the extension's schema; InvalidOid if missing and missing_ok. */
 static Oid
-bsoncrypt_relid(const char *name)
+bsoncrypt_relid_extended(const char *name, bool missing_ok)
 {
 	Oid			nsp = get_namespace_oid("bsoncrypt", true);
 	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
 
-	if (!OidIsValid(relid))
+	if (!OidIsValid(relid) && !missing_ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation bsoncrypt.%s does not exist", name),
 				 errhint("Run CREATE EXTENSION bsoncrypt in this database.")));
 	return relid;
+}
+
+static Oid
+bsoncrypt_relid(const char *name)
+{
+	return bsoncrypt_relid_extended(name, false);
 }
 
 static Oid
@@ -368,19 +370,12 @@ set_current_key(Oid spc, Oid relnode, int32 key_id)
 static void
 init_session_caches(void)
 {
-	HASHCTL		ctl;
-
 	if (session_keys != NULL)
 		return;
-	ctl.keysize = sizeof(int32);
-	ctl.entrysize = sizeof(TdeKey);
-	ctl.hcxt = TopMemoryContext;
-	session_keys = hash_create("bsoncrypt session keys", 16, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.keysize = 2 * sizeof(Oid);
-	ctl.entrysize = sizeof(FileKeyEntry);
-	session_current = hash_create("bsoncrypt current session keys", 16, &ctl,
-								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	session_keys = backend_hash("bsoncrypt session keys", 16,
+								sizeof(int32), sizeof(TdeKey));
+	session_current = backend_hash("bsoncrypt current session keys", 16,
+								   2 * sizeof(Oid), sizeof(FileKeyEntry));
 }
 
 /* Does this session's temporary relation file still exist? */
@@ -843,14 +838,11 @@ tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 void
 tde_drop_file_keys(Oid reltablespace, Oid relfilenode, char persistence)
 {
-	Oid			nsp;
 	Oid			argtypes[2] = {OIDOID, OIDOID};
 	Datum		values[2];
 
-	if (persistence == RELPERSISTENCE_TEMP)
-		return;
-	nsp = get_namespace_oid("bsoncrypt", true);
-	if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("relation_keys", nsp)))
+	if (persistence == RELPERSISTENCE_TEMP ||
+		!OidIsValid(bsoncrypt_relid_extended("relation_keys", true)))
 		return;
 	values[0] = ObjectIdGetDatum(normalize_tablespace(reltablespace));
 	values[1] = ObjectIdGetDatum(relfilenode);
