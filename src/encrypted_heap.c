@@ -902,6 +902,7 @@ init_routine(void)
 Datum
 bsoncrypt_encrypted_heap_handler(PG_FUNCTION_ARGS)
 {
+	tde_check_decoding();
 	init_routine();
 	PG_RETURN_POINTER(&eh_routine);
 }

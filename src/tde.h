@@ -11,6 +11,9 @@
  *	  encrypted_heap_slot.c  the slot that decrypts columns on demand
  *	  encrypted_heap_build.c index builds, CIC validation, CLUSTER/VACUUM
  *	                         FULL copies (heap's versions read ciphertext)
+ *	  tde_decoding.c         logical decoding: the "bsoncrypt" output
+ *	                         plugin, and refusing plugins that would
+ *	                         receive ciphertext
  *
  *	  Stored value format (the payload of an ordinary varlena, so every
  *	  on-page tuple stays a valid tuple of the relation's descriptor):
@@ -128,5 +131,9 @@ extern void tde_copy_for_cluster(Relation OldHeap, Relation NewHeap,
 								 double *tups_vacuumed,
 								 double *tups_recently_dead);
 extern TableScanDesc tde_inner_scan(TableScanDesc scan);
+
+/* tde_decoding.c */
+extern void tde_define_decoding_settings(void);
+extern void tde_check_decoding(void);
 
 #endif							/* BSONCRYPT_TDE_H */

@@ -130,6 +130,7 @@ static List *session_key_moves = NIL;	/* in TopMemoryContext */
 void
 tde_define_settings(void)
 {
+	tde_define_decoding_settings();
 	DefineCustomStringVariable("bsoncrypt.at_rest_key_provider",
 							   "Master-key provider that wraps new relation keys of encrypted_heap tables.",
 							   "\"local\" or \"command\"; existing keys keep the provider they were wrapped with.",

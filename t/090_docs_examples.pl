@@ -10,8 +10,11 @@ use Test::More;
 use BsoncryptTest;
 
 my $src = $ENV{BSONCRYPT_SRC} // '.';
-my $node = bsoncrypt_node('docs');
+# wal_level = logical and the bsoncrypt output plugin allowed: the logical
+# decoding example of at-rest-encryption.md
+my $node = bsoncrypt_node('docs', init => { allows_streaming => 'logical' });
 $node->start;
+allow_bsoncrypt_output_plugin($node);
 
 for my $page (sort glob("$src/docs/*.md"))
 {

@@ -11,7 +11,7 @@ use PostgreSQL::Test::Cluster;
 use Test::More;
 
 our @EXPORT = qw(SPEC_LOCAL_MASTER_KEY random_master_key write_secret_file
-  bsoncrypt_node require_oracle oracle sql_literal);
+  bsoncrypt_node allow_bsoncrypt_output_plugin require_oracle oracle sql_literal);
 
 # MongoDB's spec LOCAL_MASTERKEY (the FLE corpus key is wrapped by it).
 use constant SPEC_LOCAL_MASTER_KEY =>
@@ -50,6 +50,19 @@ sub bsoncrypt_node
 		  . "bsoncrypt.local_master_key_file = '$keyfile'\n"
 		  . ($opts{conf} // ''));
 	return $node;
+}
+
+# Let a started node's slots use the "bsoncrypt" output plugin: Debian's
+# PostgreSQL 15.19 and later allow only the plugins of output_plugin_libraries.
+sub allow_bsoncrypt_output_plugin
+{
+	my ($node) = @_;
+	return
+	  unless $node->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_settings WHERE name = 'output_plugin_libraries'}) eq '1';
+	$node->safe_psql('postgres',
+		q{ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, bsoncrypt});
+	$node->reload;
 }
 
 my $oracle_path;

@@ -6,6 +6,9 @@
 -- transaction that creates the file; rewrapped by master-key rotation with
 -- plain UPDATEs of key_material, master_key_version and update_date.
 -- Not dumped: logical dumps hold plaintext, a restore makes new keys.
+-- A user_catalog_table, so that logical decoding (the "bsoncrypt" output
+-- plugin) reads the keys with its historic snapshot: the key of a file made
+-- in the decoded transaction, or of a table dropped since.
 CREATE SEQUENCE relation_key_ids AS integer;
 -- Use of keys is counted in leases of bsoncrypt.at_rest_key_max_uses / 1024
 -- encryptions taken from this counter (by every session, for every key);
@@ -24,7 +27,7 @@ CREATE TABLE relation_keys (
     -- what stored values name the key by (16 bits): key_id & 65535, unique
     -- among the keys of one relation file
     key_number         integer NOT NULL CHECK (key_number BETWEEN 0 AND 65535)
-) USING heap;
+) USING heap WITH (user_catalog_table = true);
 ALTER SEQUENCE relation_key_ids OWNED BY relation_keys.key_id;
 CREATE INDEX relation_keys_file ON relation_keys (reltablespace, relfilenode, key_id);
 CREATE UNIQUE INDEX relation_keys_file_number ON relation_keys (reltablespace, relfilenode, key_number);

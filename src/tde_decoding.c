@@ -1,0 +1,328 @@
+/*-------------------------------------------------------------------------
+ *
+ * tde_decoding.c
+ *	  Logical decoding of encrypted_heap tables.
+ *
+ *	  Heap's WAL records hold what heap stores, so for an encrypted_heap
+ *	  table they hold ciphertext.  An output plugin that does not know this
+ *	  would hand the ciphertext on as column values, or crash reading it as,
+ *	  say, jsonb.  This file owns both answers:
+ *
+ *	  - bsoncrypt is itself an output plugin, "bsoncrypt": it loads another
+ *	    plugin (setting bsoncrypt.logical_decoding_plugin, by default
+ *	    pgoutput, the plugin of logical replication), and hands it every
+ *	    change of an encrypted table with the values decrypted, and no
+ *	    change of bsoncrypt.relation_keys (this server's file keys);
+ *	  - tde_check_decoding(), called by the access method's handler, which
+ *	    decoding calls when it opens an encrypted table, refuses any other
+ *	    plugin with an error.  pgoutput only sends the tables of its
+ *	    publications, so it is refused only while some publication
+ *	    publishes an encrypted table.
+ *
+ *	  Keys are read with the decoding's historic snapshot: relation_keys is
+ *	  a user_catalog_table, so a key made in the decoded transaction is
+ *	  visible to it, and the keys of a table dropped later stay readable
+ *	  until the slot has passed the drop.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_publication.h"
+#include "commands/defrem.h"
+#include "fmgr.h"
+#include "replication/logical.h"
+#include "replication/output_plugin.h"
+#include "replication/reorderbuffer.h"
+#include "replication/slot.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "tde.h"
+
+#define TDE_PLUGIN_NAME "bsoncrypt"
+
+extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+static char *inner_plugin_name = NULL;	/* setting */
+static OutputPluginCallbacks inner;		/* the wrapped plugin's callbacks */
+static MemoryContext change_cxt = NULL; /* decrypted tuples of one change */
+
+void
+tde_define_decoding_settings(void)
+{
+	DefineCustomStringVariable("bsoncrypt.logical_decoding_plugin",
+							   "Output plugin that the bsoncrypt output plugin hands decrypted changes to.",
+							   "A slot made with output plugin \"bsoncrypt\" decodes like this plugin, "
+							   "with the values of encrypted_heap tables decrypted.",
+							   &inner_plugin_name,
+							   "pgoutput",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Refusing other plugins
+ * ------------------------------------------------------------------------
+ */
+
+/* Is relation relid (in namespace nsp) or one of its partition ancestors in a publication? */
+static bool
+table_is_published(Oid relid, Oid nsp, bool ispartition)
+{
+	List	   *ancestors;
+	ListCell   *lc;
+
+	if (GetRelationPublications(relid) != NIL || GetSchemaPublications(nsp) != NIL)
+		return true;
+	if (!ispartition)
+		return false;
+	ancestors = get_partition_ancestors(relid);
+	foreach(lc, ancestors)
+	{
+		Oid			ancestor = lfirst_oid(lc);
+
+		if (GetRelationPublications(ancestor) != NIL ||
+			GetSchemaPublications(get_rel_namespace(ancestor)) != NIL)
+			return true;
+	}
+	return false;
+}
+
+/* The name of an encrypted_heap table that a publication publishes, or NULL. */
+static char *
+published_encrypted_table(void)
+{
+	Oid			amoid = get_am_oid("encrypted_heap", true);
+	bool		all_tables = GetAllTablesPublications() != NIL;
+	Relation	classrel;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	char	   *found = NULL;
+
+	if (!OidIsValid(amoid))
+		return NULL;
+	classrel = table_open(RelationRelationId, AccessShareLock);
+	scan = systable_beginscan(classrel, InvalidOid, false, NULL, 0, NULL);
+	while (found == NULL && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Form_pg_class c = (Form_pg_class) GETSTRUCT(tuple);
+
+		if (c->relam != amoid || c->relkind != RELKIND_RELATION ||
+			c->relpersistence != RELPERSISTENCE_PERMANENT)
+			continue;
+		if (all_tables || table_is_published(c->oid, c->relnamespace, c->relispartition))
+			found = pstrdup(NameStr(c->relname));
+	}
+	systable_endscan(scan);
+	table_close(classrel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Called whenever an encrypted_heap relation's cache entry is built.  In
+ * logical decoding (a historic snapshot is active), refuse a slot whose
+ * plugin would receive ciphertext.
+ */
+void
+tde_check_decoding(void)
+{
+	const char *plugin;
+	char	   *published;
+
+	if (!HistoricSnapshotActive() || MyReplicationSlot == NULL)
+		return;
+	plugin = NameStr(MyReplicationSlot->data.plugin);
+	if (strcmp(plugin, TDE_PLUGIN_NAME) == 0)
+		return;
+	if (strcmp(plugin, "pgoutput") == 0)
+	{
+		published = published_encrypted_table();
+		if (published == NULL)
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("replication slot \"%s\" cannot decode encrypted_heap table \"%s\" with output plugin \"pgoutput\"",
+						NameStr(MyReplicationSlot->data.name), published),
+				 errdetail("A publication publishes the table; pgoutput would send its ciphertext."),
+				 errhint("Create the slot with output plugin \"%s\", which decrypts and hands the changes to pgoutput, "
+						 "and subscribe with create_slot = false.", TDE_PLUGIN_NAME)));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("replication slot \"%s\" cannot decode encrypted_heap tables with output plugin \"%s\"",
+					NameStr(MyReplicationSlot->data.name), plugin),
+			 errdetail("The WAL of encrypted_heap tables holds ciphertext; the plugin would receive it as values."),
+			 errhint("Create the slot with output plugin \"%s\" and set bsoncrypt.logical_decoding_plugin to \"%s\".",
+					 TDE_PLUGIN_NAME, plugin)));
+}
+
+/* ------------------------------------------------------------------------
+ * The bsoncrypt output plugin
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * A decoded tuple of rel with its values decrypted, in CurrentMemoryContext.
+ * A value stored out of line that the record does not carry (an UPDATE that
+ * left a TOASTed value alone) stays the TOAST pointer: plugins send it as
+ * "unchanged".  TOASTed values the record does carry arrive reassembled.
+ */
+static HeapTuple
+decrypt_decoded_tuple(Relation rel, HeapTuple stored)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			stored_natts = HeapTupleHeaderGetNatts(stored->t_data);
+	Datum	   *values = palloc(desc->natts * sizeof(Datum));
+	bool	   *isnull = palloc(desc->natts * sizeof(bool));
+	HeapTuple	plain;
+
+	heap_deform_tuple(stored, desc, values, isnull);
+	for (int i = 0; i < desc->natts && i < stored_natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		struct varlena *value = (struct varlena *) DatumGetPointer(values[i]);
+
+		if (isnull[i] || att->attisdropped || att->attlen != -1 ||
+			VARATT_IS_EXTERNAL_ONDISK(value))
+			continue;
+		values[i] = PointerGetDatum(tde_decrypt_value(rel, i + 1, value, &stored->t_self));
+	}
+	plain = heap_form_tuple(desc, values, isnull);
+	plain->t_self = stored->t_self;
+	plain->t_tableOid = RelationGetRelid(rel);
+	return plain;
+}
+
+static ReorderBufferTupleBuf *
+decrypted_tuple_buf(Relation rel, ReorderBufferTupleBuf *stored)
+{
+	ReorderBufferTupleBuf *buf;
+
+	if (stored == NULL)
+		return NULL;
+	buf = palloc0(sizeof(ReorderBufferTupleBuf));
+	buf->tuple = *decrypt_decoded_tuple(rel, &stored->tuple);
+	buf->alloc_tuple_size = buf->tuple.t_len;
+	return buf;
+}
+
+/*
+ * A copy of change (an INSERT, UPDATE or DELETE of rel) whose tuples are
+ * decrypted, in change_cxt; the decoded change itself stays as it is.
+ */
+static ReorderBufferChange *
+decrypted_change(Relation rel, ReorderBufferChange *change)
+{
+	MemoryContext old = MemoryContextSwitchTo(change_cxt);
+	ReorderBufferChange *copy = palloc(sizeof(ReorderBufferChange));
+
+	*copy = *change;
+	copy->data.tp.newtuple = decrypted_tuple_buf(rel, change->data.tp.newtuple);
+	copy->data.tp.oldtuple = decrypted_tuple_buf(rel, change->data.tp.oldtuple);
+	MemoryContextSwitchTo(old);
+	return copy;
+}
+
+/*
+ * bsoncrypt.relation_keys: its rows name this server's relation files and
+ * hold their wrapped keys; no other server has a use for them.
+ */
+static bool
+is_relation_keys(Relation rel)
+{
+	char	   *nsp;
+
+	if (strcmp(RelationGetRelationName(rel), "relation_keys") != 0)
+		return false;
+	nsp = get_namespace_name(RelationGetNamespace(rel));
+	return nsp != NULL && strcmp(nsp, "bsoncrypt") == 0;
+}
+
+/*
+ * Hand change of rel to the wrapped plugin's callback: decrypted if rel is
+ * encrypted, not at all if it is bsoncrypt.relation_keys.
+ */
+static void
+hand_on_change(LogicalDecodeChangeCB inner_cb, LogicalDecodingContext *ctx,
+			   ReorderBufferTXN *txn, Relation rel, ReorderBufferChange *change)
+{
+	if (is_relation_keys(rel))
+		return;
+	if (!tde_is_encrypted_rel(rel))
+	{
+		inner_cb(ctx, txn, rel, change);
+		return;
+	}
+	inner_cb(ctx, txn, rel, decrypted_change(rel, change));
+	MemoryContextReset(change_cxt);
+}
+
+static void
+decrypting_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				  Relation rel, ReorderBufferChange *change)
+{
+	hand_on_change(inner.change_cb, ctx, txn, rel, change);
+}
+
+static void
+decrypting_stream_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+						 Relation rel, ReorderBufferChange *change)
+{
+	hand_on_change(inner.stream_change_cb, ctx, txn, rel, change);
+}
+
+static void
+wrapping_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
+				 bool is_init)
+{
+	if (change_cxt == NULL)
+		change_cxt = AllocSetContextCreate(TopMemoryContext,
+										   "bsoncrypt decoded change",
+										   ALLOCSET_DEFAULT_SIZES);
+	if (inner.startup_cb != NULL)
+		inner.startup_cb(ctx, opt, is_init);
+}
+
+/*
+ * Entry point of the "bsoncrypt" output plugin: the callbacks of the plugin
+ * named by bsoncrypt.logical_decoding_plugin, its change callbacks wrapped.
+ */
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	LogicalOutputPluginInit inner_init;
+
+	if (inner_plugin_name == NULL || inner_plugin_name[0] == '\0' ||
+		strcmp(inner_plugin_name, TDE_PLUGIN_NAME) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bsoncrypt.logical_decoding_plugin must name another output plugin"),
+				 errhint("For logical replication use \"pgoutput\".")));
+	inner_init = (LogicalOutputPluginInit)
+		load_external_function(inner_plugin_name, "_PG_output_plugin_init", false, NULL);
+	if (inner_init == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("library \"%s\" is not a logical decoding output plugin", inner_plugin_name),
+				 errhint("Set bsoncrypt.logical_decoding_plugin to an output plugin such as \"pgoutput\".")));
+	memset(&inner, 0, sizeof(inner));
+	inner_init(&inner);
+	if (inner.change_cb == NULL)
+		elog(ERROR, "output plugin \"%s\" has no change callback", inner_plugin_name);
+
+	*cb = inner;
+	cb->startup_cb = wrapping_startup;
+	cb->change_cb = decrypting_change;
+	if (inner.stream_change_cb != NULL)
+		cb->stream_change_cb = decrypting_stream_change;
+}

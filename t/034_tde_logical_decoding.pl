@@ -1,0 +1,152 @@
+# Logical decoding of encrypted_heap tables.  Heap's WAL records hold the
+# tables' ciphertext, so:
+#   - a slot of another output plugin is refused with an error when it meets
+#     an encrypted table (before, test_decoding crashed the server on jsonb
+#     ciphertext); pgoutput only while a publication publishes one;
+#   - a slot of the "bsoncrypt" output plugin hands the wrapped plugin
+#     (test_decoding here, pgoutput for the subscription) decrypted changes:
+#     TOASTed values, unchanged TOAST, a table made in the decoded
+#     transaction, TRUNCATE; no rows of bsoncrypt.relation_keys;
+#   - a real subscription through such a slot replicates plaintext into a
+#     subscriber whose table is encrypted with its own keys, also a
+#     transaction streamed while in progress.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use BsoncryptTest;
+
+my $pub = bsoncrypt_node('ld_pub', init => { allows_streaming => 'logical' }, key_file => random_master_key());
+$pub->start;
+allow_bsoncrypt_output_plugin($pub);
+
+my $big = q{(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g)};    # 12.8 kB, TOASTed
+$pub->safe_psql('postgres', qq{
+CREATE EXTENSION bsoncrypt;
+CREATE TABLE t (id int PRIMARY KEY, j jsonb, s text, b bytea, n numeric, big text) USING encrypted_heap;
+CREATE TABLE h (id int PRIMARY KEY, s text) USING heap;
+CREATE PUBLICATION ph FOR TABLE h;
+SELECT pg_create_logical_replication_slot('td', 'test_decoding');
+SELECT pg_create_logical_replication_slot('po', 'pgoutput');
+SELECT pg_create_logical_replication_slot('bc', 'bsoncrypt');
+INSERT INTO t VALUES (1, '{"m": "MARKER-jsonb"}', 'MARKER-text', 'MARKER-bytea', 12.5, $big);
+INSERT INTO h VALUES (1, 'plain heap row');
+});
+
+# another plugin: refused, with an error naming the slot and the plugin
+my ($rc, $out, $err) = $pub->psql('postgres', q{SELECT data FROM pg_logical_slot_peek_changes('td', NULL, NULL)},
+	extra_params => [ '-v', 'VERBOSITY=verbose' ]);
+isnt($rc, 0, 'test_decoding slot: decoding an encrypted table fails');
+like($err, qr/0A000: replication slot "td" cannot decode encrypted_heap tables with output plugin "test_decoding"/,
+	'... with feature_not_supported naming slot and plugin');
+like($err, qr/HINT:  Create the slot with output plugin "bsoncrypt"/, '... and a hint');
+unlike($err, qr/MARKER/, '... no value in the message');
+is($pub->safe_psql('postgres', 'SELECT 1'), '1', 'the server is still up');
+
+# pgoutput while no publication publishes an encrypted table: decodes (h only)
+like($pub->safe_psql('postgres', q{SELECT count(*) FROM pg_logical_slot_peek_binary_changes('po', NULL, NULL,
+	'proto_version', '1', 'publication_names', 'ph')}), qr/^[1-9]/, 'pgoutput slot, heap-only publication: decodes');
+
+# the bsoncrypt plugin wrapping test_decoding: plaintext
+$pub->safe_psql('postgres', qq{
+BEGIN;
+CREATE TABLE t2 (id int, s text) USING encrypted_heap;
+INSERT INTO t2 VALUES (1, 'MARKER-same-transaction');
+COMMIT;
+UPDATE t SET s = 'MARKER-updated' WHERE id = 1;   -- big stays: unchanged TOAST
+BEGIN; TRUNCATE t2; INSERT INTO t2 VALUES (2, 'MARKER-after-truncate'); COMMIT;
+DELETE FROM t WHERE id = 1;
+});
+my $decoded = $pub->safe_psql('postgres', q{
+SET bsoncrypt.logical_decoding_plugin = 'test_decoding';
+SELECT data FROM pg_logical_slot_peek_changes('bc', NULL, NULL);
+});
+my $bigval = $pub->safe_psql('postgres', "SELECT $big");
+like($decoded, qr/table public\.t: INSERT: id\[integer\]:1 j\[jsonb\]:'\{"m": "MARKER-jsonb"\}' s\[text\]:'MARKER-text' b\[bytea\]:'\\x4d41524b45522d6279746561' n\[numeric\]:12\.5 big\[text\]:'\Q$bigval\E'/,
+	'bsoncrypt slot: the insert decrypted, TOASTed value included');
+like($decoded, qr/table public\.h: INSERT: id\[integer\]:1 s\[text\]:'plain heap row'/, '... heap tables as before');
+like($decoded, qr/table public\.t2: INSERT: id\[integer\]:1 s\[text\]:'MARKER-same-transaction'/,
+	'... a table made in the decoded transaction (its key too)');
+like($decoded, qr/table public\.t: UPDATE: .*s\[text\]:'MARKER-updated' .*big\[text\]:unchanged-toast-datum/,
+	'... an update; the untouched TOASTed value stays "unchanged"');
+like($decoded, qr/table public\.t2: TRUNCATE.*\n.*table public\.t2: INSERT: id\[integer\]:2 s\[text\]:'MARKER-after-truncate'/,
+	'... TRUNCATE, then the new file\'s key');
+like($decoded, qr/table public\.t: DELETE: id\[integer\]:1/, '... a delete');
+unlike($decoded, qr/relation_keys/, '... and no change of bsoncrypt.relation_keys');
+
+($rc, $out, $err) = $pub->psql('postgres', q{
+SET bsoncrypt.logical_decoding_plugin = 'bsoncrypt';
+SELECT data FROM pg_logical_slot_peek_changes('bc', NULL, NULL);
+});
+like($err, qr/bsoncrypt\.logical_decoding_plugin must name another output plugin/, 'the plugin cannot wrap itself');
+$pub->safe_psql('postgres', q{CREATE ROLE app LOGIN});
+($rc, $out, $err) = $pub->psql('postgres', q{SET bsoncrypt.logical_decoding_plugin = 'test_decoding'},
+	extra_params => [ '-U', 'app' ]);
+like($err, qr/permission denied to set parameter/, 'only superusers choose the wrapped plugin');
+
+# pgoutput once a publication publishes an encrypted table: refused
+$pub->safe_psql('postgres', q{
+CREATE PUBLICATION p FOR TABLE t;
+INSERT INTO t VALUES (2, '{}', 'two', NULL, 2, NULL);
+});
+($rc, $out, $err) = $pub->psql('postgres', q{SELECT count(*) FROM pg_logical_slot_peek_binary_changes('po', NULL, NULL,
+	'proto_version', '1', 'publication_names', 'ph')});
+like($err, qr/replication slot "po" cannot decode encrypted_heap table "t" with output plugin "pgoutput"/,
+	'pgoutput slot once table t is published: refused, naming the table');
+$pub->safe_psql('postgres', q{
+SELECT pg_drop_replication_slot(s) FROM unnest(ARRAY['td', 'po', 'bc']) s;
+DELETE FROM t;
+});
+
+# a subscription through a bsoncrypt slot
+my $sub = bsoncrypt_node('ld_sub', key_file => random_master_key());
+$sub->start;
+$sub->safe_psql('postgres', q{
+CREATE EXTENSION bsoncrypt;
+CREATE TABLE t (id int PRIMARY KEY, j jsonb, s text, b bytea, n numeric, big text) USING encrypted_heap;
+});
+$pub->safe_psql('postgres', qq{
+INSERT INTO t SELECT g, jsonb_build_object('g', g, 'tag', 'before'), 'row ' || g, int4send(g), g / 7.0, NULL
+  FROM generate_series(1, 100) g;
+SELECT pg_create_logical_replication_slot('sub_slot', 'bsoncrypt');
+});
+my $connstr = $pub->connstr . ' dbname=postgres';
+$sub->safe_psql('postgres', qq{
+CREATE SUBSCRIPTION s CONNECTION '$connstr' PUBLICATION p WITH (create_slot = false, slot_name = 'sub_slot');
+});
+$sub->wait_for_subscription_sync($pub, 's');
+$pub->safe_psql('postgres', qq{
+INSERT INTO t SELECT g, jsonb_build_object('g', g, 'tag', 'after'), 'row ' || g, int4send(g), g / 7.0,
+  CASE WHEN g % 10 = 0 THEN $big END
+  FROM generate_series(101, 300) g;
+UPDATE t SET s = s || ' updated', j = j || '{"u": true}' WHERE id % 3 = 0;
+DELETE FROM t WHERE id % 5 = 0 AND id < 50;
+});
+$pub->wait_for_catchup('s');
+my $digest = q{SELECT count(*), md5(string_agg(t::text, '|' ORDER BY id)) FROM t};
+my $pub_digest = $pub->safe_psql('postgres', $digest);
+is($sub->safe_psql('postgres', $digest), $pub_digest, 'subscriber has the publisher\'s plaintext rows');
+like($pub_digest, qr/^291\|/, '... all 291 of them');
+is($sub->safe_psql('postgres', q{SELECT count(*) FROM t WHERE big IS NOT NULL AND s LIKE '% updated'}),
+	$pub->safe_psql('postgres', q{SELECT count(*) FROM t WHERE big IS NOT NULL AND s LIKE '% updated'}),
+	'... TOASTed values kept through updates that did not touch them');
+# a transaction larger than logical_decoding_work_mem, streamed while in
+# progress (the stream change callback)
+$pub->safe_psql('postgres', q{ALTER SYSTEM SET logical_decoding_work_mem = '64kB'});
+$pub->reload;
+$sub->safe_psql('postgres', q{ALTER SUBSCRIPTION s SET (streaming = on)});
+$pub->safe_psql('postgres', q{
+INSERT INTO t SELECT g, jsonb_build_object('g', g, 'tag', 'streamed'), repeat('s', 200), NULL, g, NULL
+  FROM generate_series(1001, 3000) g;
+});
+$pub->wait_for_catchup('s');
+$pub_digest = $pub->safe_psql('postgres', $digest);
+like($pub_digest, qr/^2291\|/, 'a streamed transaction of 2000 rows');
+is($sub->safe_psql('postgres', $digest), $pub_digest, '... reaches the subscriber decrypted');
+is($pub->safe_psql('postgres', q{SELECT stream_txns > 0 FROM pg_stat_replication_slots WHERE slot_name = 'sub_slot'}),
+	't', '... and was streamed');
+
+$sub->stop;
+$pub->stop;
+done_testing();
