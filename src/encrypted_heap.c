@@ -395,6 +395,7 @@ eh_scan_begin(Relation rel, Snapshot snapshot, int nkeys, ScanKey key,
 {
 	EhScanDesc	s = palloc0(sizeof(EhScanDescData));
 
+	tde_note_walsender_read(rel);
 	/* scan keys would be tested on ciphertext: test them after decryption */
 	s->inner = tde_heap_routine()->scan_begin(rel, snapshot, 0, NULL, pscan, flags);
 	s->base = *s->inner;
@@ -511,6 +512,7 @@ eh_index_fetch_begin(Relation rel)
 {
 	EhIndexFetchData *f = palloc0(sizeof(EhIndexFetchData));
 
+	tde_note_walsender_read(rel);
 	f->inner = tde_heap_routine()->index_fetch_begin(rel);
 	f->base.rel = rel;
 	f->bslot = make_bslot(rel);

@@ -135,5 +135,6 @@ extern TableScanDesc tde_inner_scan(TableScanDesc scan);
 /* tde_decoding.c */
 extern void tde_define_decoding_settings(void);
 extern void tde_check_decoding(void);
+extern void tde_note_walsender_read(Relation rel);
 
 #endif							/* BSONCRYPT_TDE_H */

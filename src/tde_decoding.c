@@ -12,12 +12,15 @@
  *	    plugin (setting bsoncrypt.logical_decoding_plugin, by default
  *	    pgoutput, the plugin of logical replication), and hands it every
  *	    change of an encrypted table with the values decrypted, and no
- *	    change of bsoncrypt.relation_keys (this server's file keys);
+ *	    change (or TRUNCATE) of bsoncrypt.relation_keys (this server's file
+ *	    keys);
  *	  - tde_check_decoding(), called by the access method's handler, which
- *	    decoding calls when it opens an encrypted table, refuses any other
+ *	    runs when decoding opens an encrypted table, refuses any other
  *	    plugin with an error.  pgoutput only sends the tables of its
  *	    publications, so it is refused only while some publication
- *	    publishes an encrypted table.
+ *	    publishes an encrypted table.  A walsender that read an encrypted
+ *	    table with SQL drops its cache entry (tde_note_walsender_read), so
+ *	    that decoding cannot reuse it unchecked.
  *
  *	  Keys are read with the decoding's historic snapshot: relation_keys is
  *	  a user_catalog_table, so a key made in the decoded transaction is
@@ -40,11 +43,14 @@
 #include "replication/output_plugin.h"
 #include "replication/reorderbuffer.h"
 #include "replication/slot.h"
+#include "replication/walsender.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/varlena.h"
 
 #include "tde.h"
 
@@ -129,9 +135,11 @@ published_encrypted_table(void)
 }
 
 /*
- * Called whenever an encrypted_heap relation's cache entry is built.  In
- * logical decoding (a historic snapshot is active), refuse a slot whose
- * plugin would receive ciphertext.
+ * Called whenever an encrypted_heap relation's cache entry is built.  While
+ * this process holds a logical slot (it decodes: the SQL decoding functions
+ * rebuild the entries in use when they take the slot, decoding builds the
+ * others under its historic snapshot), refuse a plugin that would receive
+ * ciphertext.
  */
 void
 tde_check_decoding(void)
@@ -139,7 +147,7 @@ tde_check_decoding(void)
 	const char *plugin;
 	char	   *published;
 
-	if (!HistoricSnapshotActive() || MyReplicationSlot == NULL)
+	if (MyReplicationSlot == NULL || !SlotIsLogical(MyReplicationSlot))
 		return;
 	plugin = NameStr(MyReplicationSlot->data.plugin);
 	if (strcmp(plugin, TDE_PLUGIN_NAME) == 0)
@@ -151,9 +159,10 @@ tde_check_decoding(void)
 			return;
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("replication slot \"%s\" cannot decode encrypted_heap table \"%s\" with output plugin \"pgoutput\"",
-						NameStr(MyReplicationSlot->data.name), published),
-				 errdetail("A publication publishes the table; pgoutput would send its ciphertext."),
+				 errmsg("replication slot \"%s\" cannot decode encrypted_heap tables with output plugin \"pgoutput\"",
+						NameStr(MyReplicationSlot->data.name)),
+				 errdetail("Encrypted tables are published (e.g. \"%s\"); pgoutput would send their ciphertext.",
+						   published),
 				 errhint("Create the slot with output plugin \"%s\", which decrypts and hands the changes to pgoutput, "
 						 "and subscribe with create_slot = false.", TDE_PLUGIN_NAME)));
 	}
@@ -164,6 +173,20 @@ tde_check_decoding(void)
 			 errdetail("The WAL of encrypted_heap tables holds ciphertext; the plugin would receive it as values."),
 			 errhint("Create the slot with output plugin \"%s\" and set bsoncrypt.logical_decoding_plugin to \"%s\".",
 					 TDE_PLUGIN_NAME, plugin)));
+}
+
+/*
+ * Called when a scan of an encrypted_heap relation begins.  A walsender
+ * reads tables with SQL outside decoding (the initial COPY of a
+ * subscription's table synchronization) and then decodes with the same
+ * relation cache: drop rel's entry when the transaction ends, so that
+ * decoding builds it again and tde_check_decoding() runs.
+ */
+void
+tde_note_walsender_read(Relation rel)
+{
+	if (am_walsender && !HistoricSnapshotActive())
+		CacheInvalidateRelcache(rel);
 }
 
 /* ------------------------------------------------------------------------
@@ -192,8 +215,9 @@ decrypt_decoded_tuple(Relation rel, HeapTuple stored)
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		struct varlena *value = (struct varlena *) DatumGetPointer(values[i]);
 
-		if (isnull[i] || att->attisdropped || att->attlen != -1 ||
-			VARATT_IS_EXTERNAL_ONDISK(value))
+		if (att->attisdropped)
+			isnull[i] = true;
+		if (isnull[i] || att->attlen != -1 || VARATT_IS_EXTERNAL_ONDISK(value))
 			continue;
 		values[i] = PointerGetDatum(tde_decrypt_value(rel, i + 1, value, &stored->t_self));
 	}
@@ -263,6 +287,7 @@ hand_on_change(LogicalDecodeChangeCB inner_cb, LogicalDecodingContext *ctx,
 		inner_cb(ctx, txn, rel, change);
 		return;
 	}
+	MemoryContextReset(change_cxt); /* also after an error in the last one */
 	inner_cb(ctx, txn, rel, decrypted_change(rel, change));
 	MemoryContextReset(change_cxt);
 }
@@ -281,6 +306,40 @@ decrypting_stream_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	hand_on_change(inner.stream_change_cb, ctx, txn, rel, change);
 }
 
+/* The relations of a TRUNCATE but bsoncrypt.relation_keys; their number in *n. */
+static Relation *
+without_relation_keys(int *n, Relation *relations)
+{
+	Relation   *kept = palloc(*n * sizeof(Relation));
+	int			nkept = 0;
+
+	for (int i = 0; i < *n; i++)
+		if (!is_relation_keys(relations[i]))
+			kept[nkept++] = relations[i];
+	*n = nkept;
+	return kept;
+}
+
+static void
+filtering_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+				   int nrelations, Relation *relations, ReorderBufferChange *change)
+{
+	relations = without_relation_keys(&nrelations, relations);
+	if (nrelations > 0)
+		inner.truncate_cb(ctx, txn, nrelations, relations, change);
+	pfree(relations);
+}
+
+static void
+filtering_stream_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+						  int nrelations, Relation *relations, ReorderBufferChange *change)
+{
+	relations = without_relation_keys(&nrelations, relations);
+	if (nrelations > 0)
+		inner.stream_truncate_cb(ctx, txn, nrelations, relations, change);
+	pfree(relations);
+}
+
 static void
 wrapping_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 				 bool is_init)
@@ -291,6 +350,33 @@ wrapping_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 										   ALLOCSET_DEFAULT_SIZES);
 	if (inner.startup_cb != NULL)
 		inner.startup_cb(ctx, opt, is_init);
+}
+
+/*
+ * PostgreSQL 15.19 and later (Debian's, at least) load only the output
+ * plugins listed in output_plugin_libraries; hold the wrapped plugin to the
+ * same list.
+ */
+static void
+check_plugin_allowed(const char *name)
+{
+	const char *setting = GetConfigOption("output_plugin_libraries", true, false);
+	char	   *copy;
+	List	   *allowed;
+	ListCell   *lc;
+
+	if (setting == NULL)
+		return;					/* a server without the list */
+	copy = pstrdup(setting);
+	if (SplitIdentifierString(copy, ',', &allowed))
+		foreach(lc, allowed)
+			if (strcmp((char *) lfirst(lc), name) == 0)
+				return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("output plugin \"%s\" (bsoncrypt.logical_decoding_plugin) is not listed in output_plugin_libraries",
+					name),
+			 errhint("Add it to output_plugin_libraries if replication users may use it.")));
 }
 
 /*
@@ -308,8 +394,13 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("bsoncrypt.logical_decoding_plugin must name another output plugin"),
 				 errhint("For logical replication use \"pgoutput\".")));
+	check_plugin_allowed(inner_plugin_name);
 	inner_init = (LogicalOutputPluginInit)
 		load_external_function(inner_plugin_name, "_PG_output_plugin_init", false, NULL);
+	if (inner_init == _PG_output_plugin_init)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bsoncrypt.logical_decoding_plugin must name another output plugin")));
 	if (inner_init == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
@@ -325,4 +416,8 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 	cb->change_cb = decrypting_change;
 	if (inner.stream_change_cb != NULL)
 		cb->stream_change_cb = decrypting_stream_change;
+	if (inner.truncate_cb != NULL)
+		cb->truncate_cb = filtering_truncate;
+	if (inner.stream_truncate_cb != NULL)
+		cb->stream_truncate_cb = filtering_stream_truncate;
 }
