@@ -306,38 +306,35 @@ decrypting_stream_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	hand_on_change(inner.stream_change_cb, ctx, txn, rel, change);
 }
 
-/* The relations of a TRUNCATE but bsoncrypt.relation_keys; their number in *n. */
-static Relation *
-without_relation_keys(int *n, Relation *relations)
+/* Hand a TRUNCATE on to the wrapped plugin's callback without relation_keys. */
+static void
+hand_on_truncate(LogicalDecodeTruncateCB inner_cb, LogicalDecodingContext *ctx,
+				 ReorderBufferTXN *txn, int nrelations, Relation *relations,
+				 ReorderBufferChange *change)
 {
-	Relation   *kept = palloc(*n * sizeof(Relation));
+	Relation   *kept = palloc(nrelations * sizeof(Relation));
 	int			nkept = 0;
 
-	for (int i = 0; i < *n; i++)
+	for (int i = 0; i < nrelations; i++)
 		if (!is_relation_keys(relations[i]))
 			kept[nkept++] = relations[i];
-	*n = nkept;
-	return kept;
+	if (nkept > 0)
+		inner_cb(ctx, txn, nkept, kept, change);
+	pfree(kept);
 }
 
 static void
 filtering_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				   int nrelations, Relation *relations, ReorderBufferChange *change)
 {
-	relations = without_relation_keys(&nrelations, relations);
-	if (nrelations > 0)
-		inner.truncate_cb(ctx, txn, nrelations, relations, change);
-	pfree(relations);
+	hand_on_truncate(inner.truncate_cb, ctx, txn, nrelations, relations, change);
 }
 
 static void
 filtering_stream_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 						  int nrelations, Relation *relations, ReorderBufferChange *change)
 {
-	relations = without_relation_keys(&nrelations, relations);
-	if (nrelations > 0)
-		inner.stream_truncate_cb(ctx, txn, nrelations, relations, change);
-	pfree(relations);
+	hand_on_truncate(inner.stream_truncate_cb, ctx, txn, nrelations, relations, change);
 }
 
 static void

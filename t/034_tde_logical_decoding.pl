@@ -185,5 +185,16 @@ is($pub->safe_psql('postgres', q{SELECT stream_txns > 0 FROM pg_stat_replication
 	't', '... and was streamed');
 
 $sub->stop;
+
+# a TRUNCATE that includes bsoncrypt.relation_keys reaches the plugin
+# without it (last: this destroys the publisher's keys)
+my $truncated = $pub->safe_psql('postgres', q{
+SELECT 'made' FROM pg_create_logical_replication_slot('bc2', 'bsoncrypt');
+TRUNCATE h, bsoncrypt.relation_keys;
+SET bsoncrypt.logical_decoding_plugin = 'test_decoding';
+SELECT data FROM pg_logical_slot_get_changes('bc2', NULL, NULL);
+});
+like($truncated, qr/table public\.h: TRUNCATE/, 'TRUNCATE of h and relation_keys: h\'s truncate is decoded');
+unlike($truncated, qr/relation_keys/, '... relation_keys left out');
 $pub->stop;
 done_testing();
