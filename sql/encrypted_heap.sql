@@ -419,6 +419,25 @@ SELECT count(*) >= 2 AS rekeyed,
 SELECT count(*), count(DISTINCT t), min(t) FROM numbered;
 DROP TABLE numbered;
 
+-- a file whose 65536 key numbers are all taken gets no new key: an error
+-- with a hint, nothing written (the other numbers are taken by stand-in rows)
+CREATE TABLE exhausted (t text) USING encrypted_heap;
+INSERT INTO exhausted VALUES ('under the only real key');
+INSERT INTO relation_keys (key_id, reltablespace, relfilenode, key_material, provider,
+                           master_key_version, uses_base, key_number)
+SELECT 2000000000 - n, k.reltablespace, k.relfilenode, k.key_material, k.provider,
+       k.master_key_version, k.uses_base, n
+  FROM relation_keys k JOIN pg_class c
+    ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode),
+       generate_series(0, 65535) n
+ WHERE c.oid = 'exhausted'::regclass AND n <> k.key_number;
+SET bsoncrypt.at_rest_key_max_uses = 1000;
+INSERT INTO exhausted SELECT 'v' || g FROM generate_series(1, 1500) g;
+RESET bsoncrypt.at_rest_key_max_uses;
+SELECT t FROM exhausted;
+DELETE FROM relation_keys WHERE key_id > 2000000000 - 65536;
+DROP TABLE exhausted;
+
 -- rows whose varlena values are all NULL hold no ciphertext
 CREATE TABLE nulls (id int PRIMARY KEY, a text, b jsonb) USING encrypted_heap;
 INSERT INTO nulls VALUES (1, NULL, NULL), (2, 'x', NULL);

@@ -5,7 +5,8 @@
 #   1. pgbench scale SCALE, TPC-B and select-only (-S): one database per
 #      access method, initialized with default_table_access_method set to
 #      it; runs alternate between the two, best of RUNS, T seconds each,
-#      CLIENTS clients.  Prints TPS and the ratio encrypted/heap.
+#      CLIENTS clients, each after a CHECKPOINT.  Prints TPS and the ratio
+#      encrypted/heap.
 #   2. bulk COPY of NDOCS JSON documents of about 1 KB into a jsonb column,
 #      best of COPY_RUNS per access method; prints seconds and the ratio.
 #
@@ -80,6 +81,9 @@ for mode in $modes; do
 		order=("${ams[@]}")
 		[ $((r % 2)) = 0 ] && order=("${ams[1]}" "${ams[0]}")	# alternate who goes first
 		for am in "${order[@]}"; do
+			# every run starts clean: no dirty buffers or checkpoint left
+			# over from the run before (which would be paid by this one)
+			psql -d postgres -c CHECKPOINT
 			t=$(tps "bench_$am" "${args[@]}")
 			best[$mode,$am]=$(awk -v a="${best[$mode,$am]}" -v b="$t" 'BEGIN { print (b > a) ? b : a }')
 			echo "  $mode $am run $r: $t tps" >&2
@@ -119,18 +123,23 @@ mkdir -p "$(dirname "$out")"
 {
 	echo "encrypted_heap vs heap, same cluster and run ($(date -u +%Y-%m-%d), $(nproc) CPUs, fsync=off, shared_buffers=$(psql -d postgres -Atc 'SHOW shared_buffers'))"
 	echo "pgbench scale $scale, $clients clients, ${secs}s per run, best of $runs"
-	printf '%-22s %12s %12s %8s %14s\n' workload heap encrypted ratio "median pair"
+	printf '%-22s %12s %12s %8s %12s %14s\n' workload heap encrypted ratio "median pair" "pairs q1-q3"
 	echo "pgbench_accounts: heap $(accounts heap) MB, encrypted_heap $(accounts encrypted_heap) MB"
 	for mode in $modes; do
 		h=${best[$mode,heap]} e=${best[$mode,encrypted_heap]}
-		med=$(echo ${pairs[$mode]} | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-		printf '%-22s %12.1f %12.1f %8.3f %14.3f\n' "$mode (tps)" "$h" "$e" "$(awk -v a="$e" -v b="$h" 'BEGIN { print a / b }')" "$med"
+		# median and quartiles (nearest rank) of the per-pair ratios
+		read -r med q1 q3 < <(echo ${pairs[$mode]} | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 }
+			END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+				  print m, v[int((NR + 3) / 4)], v[NR + 1 - int((NR + 3) / 4)] }')
+		printf '%-22s %12.1f %12.1f %8.3f %12.3f %8.3f-%.3f\n' "$mode (tps)" "$h" "$e" \
+			"$(awk -v a="$e" -v b="$h" 'BEGIN { print a / b }')" "$med" "$q1" "$q3"
 	done
 	if [ "$ndocs" -gt 0 ]; then
 		h=${copy_best[heap]} e=${copy_best[encrypted_heap]}
 		printf '%-22s %12.2f %12.2f %8.3f\n' "COPY $ndocs docs (s)" "$h" "$e" "$(awk -v a="$h" -v b="$e" 'BEGIN { print a / b }')"
 		echo "COPY input $((docbytes / 1024 / 1024)) MB; table+TOAST size heap $((heap_size / 1024 / 1024)) MB, encrypted $((enc_size / 1024 / 1024)) MB"
 	fi
-	echo "ratio: best encrypted / best heap throughput; median pair: median over runs of encrypted/heap"
+	echo "ratio: best encrypted / best heap throughput; median pair: median over runs of encrypted/heap;"
+	echo "pairs q1-q3: the middle half of those per-run ratios (how much the machine varied)"
 	echo "measured back to back in the same run (order alternating), 1.0 = no overhead"
 } | tee "$out"
