@@ -19,7 +19,8 @@ is(scalar(@libbson), 0, 'no libbson symbol exported or undefined in bsoncrypt.so
   or diag(join("\n", @libbson[0 .. ($#libbson < 10 ? $#libbson : 10)]));
 my @defined = grep { /\s[TDBR]\s/ } @dynsyms;
 ok(scalar(grep { /\sbsoncrypt_bson_in$/ } @defined), 'SQL-callable functions are exported');
-ok(!scalar(grep { /\s[TDBR]\s(?!bsoncrypt_|pg_finfo_bsoncrypt_|Pg_magic_func|_PG_init)\w+$/ } @defined),
+ok(scalar(grep { /\s_PG_output_plugin_init$/ } @defined), 'the output plugin entry is exported');
+ok(!scalar(grep { /\s[TDBR]\s(?!bsoncrypt_|pg_finfo_bsoncrypt_|Pg_magic_func|_PG_init$|_PG_output_plugin_init$)\w+$/ } @defined),
 	'nothing else is exported');
 
 # Build the fake DocumentDB-style module and preload it before bsoncrypt.

@@ -1,6 +1,7 @@
 # bsoncrypt is valgrind-clean inside a real backend: a single-user postgres
 # runs the BSON type, key vault, field encryption and encrypted_heap paths
-# under memcheck,
+# (including logical decoding through the bsoncrypt output plugin) under
+# memcheck,
 # and any error (invalid read/write, use of uninitialised memory reaching a
 # syscall, e.g. a data page write) fails the test.
 use strict;
@@ -15,7 +16,11 @@ if (system('valgrind --version >/dev/null 2>&1') != 0)
 	plan skip_all => 'valgrind is not installed';
 }
 my $src = $ENV{BSONCRYPT_SRC} // '.';
-my $node = bsoncrypt_node('valgrind');
+# wal_level = logical: the workload decodes its own changes through the
+# bsoncrypt output plugin (and is refused through test_decoding)
+my $plugins = `postgres --describe-config` =~ /^output_plugin_libraries\t/m
+  ? "output_plugin_libraries = 'pgoutput, test_decoding, bsoncrypt'\n" : '';
+my $node = bsoncrypt_node('valgrind', conf => "wal_level = logical\n$plugins");
 
 my $script = $node->basedir . '/script.sql';
 open my $sf, '>', $script or die;
@@ -35,6 +40,8 @@ SELECT count(*) FROM t, bson_object_keys(doc) k;
 SELECT '{"x": 1, "y": [true, null, "z"]}'::bson::jsonb::bson::text;
 SELECT '\x0f0000000261ff0002000000610000'::bytea::bson;
 SELECT decrypt_value(set_byte(encrypt_value('{"": "s"}', 'vg')::bytea, 40, 0)::bson);
+SELECT 'made' FROM pg_create_logical_replication_slot('vg', 'bsoncrypt');
+SELECT 'made' FROM pg_create_logical_replication_slot('vgtd', 'test_decoding');
 CREATE TABLE enc (id int PRIMARY KEY, doc bson, note text) USING encrypted_heap;
 INSERT INTO enc SELECT g, doc, repeat(md5(g::text), g % 90) FROM t, generate_series(1, 1) g0, LATERAL (SELECT (doc ->> '_id')::int AS g) s;
 UPDATE enc SET note = note || 'x' WHERE id % 3 = 0;
@@ -65,6 +72,10 @@ CREATE TABLE gone (t text) USING encrypted_heap;
 INSERT INTO gone VALUES ('x');
 TRUNCATE gone;
 DROP TABLE gone;
+SET bsoncrypt.logical_decoding_plugin = 'test_decoding';
+SELECT count(*) AS decoded FROM pg_logical_slot_get_changes('vg', NULL, NULL) WHERE data LIKE 'table %.enc: %';
+SELECT count(*) FROM pg_logical_slot_get_changes('vgtd', NULL, NULL);
+SELECT pg_drop_replication_slot(s) FROM unnest(ARRAY['vg', 'vgtd']) s;
 SELECT get_keys();
 SELECT import_key(k) FROM (SELECT get_key(_id) AS k FROM key_vault) s;
 SELECT delete_key(_id) FROM key_vault;
@@ -84,5 +95,8 @@ like($out, qr/count = "300"/, 'the workload ran');
 like($out, qr/ERROR:  invalid BSON in bytea to bson cast: field name is not valid UTF-8/, 'error paths ran too');
 like($out, qr/authentication failed/, 'tamper path ran too');
 like($out, qr/sum = "\d+"/, 'the encrypted_heap workload ran');
-unlike($out, qr/ERROR:.*(encrypted_heap|enc\b|gone)/, 'without errors');
+like($out, qr/decoded = "[1-9]\d*"/, 'the bsoncrypt output plugin decoded the changes of enc');
+like($out, qr/ERROR:  replication slot "vgtd" cannot decode encrypted_heap tables/, 'test_decoding was refused');
+my @other_errors = grep { /ERROR:.*(encrypted_heap|enc\b|gone)/ && !/slot "vgtd"/ } split /\n/, $out;
+is(scalar(@other_errors), 0, 'without other errors') or diag(join("\n", @other_errors));
 done_testing();
