@@ -986,6 +986,34 @@ tde_current_key(Relation rel)
 	return key;
 }
 
+static void
+rekey_error_context(void *arg)
+{
+	errcontext("making a new key for relation \"%s\"", RelationGetRelationName((Relation) arg));
+}
+
+/* A new current key for rel's file, whose key reached the use limit. */
+static TdeKey *
+rekey(Relation rel)
+{
+	ErrorContextCallback callback;
+	TdeKey	   *key;
+
+	callback.callback = rekey_error_context;
+	callback.arg = rel;
+	callback.previous = error_context_stack;
+	error_context_stack = &callback;
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		key = create_session_key(&rel->rd_node);
+	else
+	{
+		tde_create_file_key(&rel->rd_node, rel->rd_rel->relpersistence);
+		key = tde_current_key(rel);
+	}
+	error_context_stack = callback.previous;
+	return key;
+}
+
 /*
  * The key to encrypt one new value of rel with, counting the use.
  *
@@ -1005,7 +1033,7 @@ tde_key_for_write(Relation rel)
 	{
 		/* a session key: uses_base counts its encryptions, exactly */
 		if (key->uses_base >= tde_key_max_uses)
-			key = create_session_key(&rel->rd_node);
+			key = rekey(rel);
 		key->uses_base++;
 		return key;
 	}
@@ -1019,8 +1047,7 @@ tde_key_for_write(Relation rel)
 		if (key == NULL || (taken - key->uses_base + 1) * lease > tde_key_max_uses)
 		{
 			/* a new key, made after this lease: its count starts here */
-			tde_create_file_key(&rel->rd_node, rel->rd_rel->relpersistence);
-			key = tde_current_key(rel);
+			key = rekey(rel);
 		}
 		key->lease_left = lease;
 	}
