@@ -34,6 +34,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xlog.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_publication.h"
@@ -179,13 +180,16 @@ tde_check_decoding(void)
  * Called when a scan of an encrypted_heap relation begins.  A walsender
  * reads tables with SQL outside decoding (the initial COPY of a
  * subscription's table synchronization) and then decodes with the same
- * relation cache: drop rel's entry when the transaction ends, so that
- * decoding builds it again and tde_check_decoding() runs.
+ * relation cache: drop rel's entry when the transaction commits, so that
+ * decoding builds it again and tde_check_decoding() runs.  (A walsender
+ * whose SQL opened an encrypted table without a committed scan, e.g. a
+ * failed statement or LIMIT 0, keeps the entry: a known gap, documented.)
  */
 void
 tde_note_walsender_read(Relation rel)
 {
-	if (am_walsender && !HistoricSnapshotActive())
+	/* no logical decoding in recovery (and no WAL for the invalidation) */
+	if (am_walsender && !HistoricSnapshotActive() && !RecoveryInProgress())
 		CacheInvalidateRelcache(rel);
 }
 

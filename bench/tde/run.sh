@@ -140,6 +140,6 @@ mkdir -p "$(dirname "$out")"
 		echo "COPY input $((docbytes / 1024 / 1024)) MB; table+TOAST size heap $((heap_size / 1024 / 1024)) MB, encrypted $((enc_size / 1024 / 1024)) MB"
 	fi
 	echo "ratio: best encrypted / best heap throughput; median pair: median over runs of encrypted/heap;"
-	echo "pairs q1-q3: the middle half of those per-run ratios (how much the machine varied)"
+	echo "pairs q1-q3: the middle half of those per-run ratios, min-max below 5 runs (how much the machine varied)"
 	echo "measured back to back in the same run (order alternating), 1.0 = no overhead"
 } | tee "$out"
