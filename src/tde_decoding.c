@@ -37,7 +37,10 @@
 #include "access/xlog.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_publication.h"
+#include "catalog/pg_publication_namespace.h"
+#include "catalog/pg_publication_rel.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
 #include "replication/logical.h"
@@ -51,6 +54,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/varlena.h"
 
 #include "tde.h"
@@ -82,42 +86,104 @@ tde_define_decoding_settings(void)
  * ------------------------------------------------------------------------
  */
 
-/* Is relation relid (in namespace nsp) or one of its partition ancestors in a publication? */
+/* Is relid a permanent encrypted_heap table? */
 static bool
-table_is_published(Oid relid, Oid nsp, bool ispartition)
+is_encrypted_table(Oid relid, Oid amoid)
 {
-	List	   *ancestors;
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(tuple))
+	{
+		Form_pg_class c = (Form_pg_class) GETSTRUCT(tuple);
+
+		result = c->relam == amoid && c->relkind == RELKIND_RELATION &&
+			c->relpersistence == RELPERSISTENCE_PERMANENT;
+		ReleaseSysCache(tuple);
+	}
+	return result;
+}
+
+/*
+ * A table that a publication names (FOR TABLE), or one of its partitions,
+ * if it is an encrypted_heap table: its name, else NULL.
+ */
+static char *
+named_encrypted_table(Oid amoid)
+{
+	Relation	pubrel = table_open(PublicationRelRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(pubrel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tuple;
+	char	   *found = NULL;
+
+	while (found == NULL && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Oid			relid = ((Form_pg_publication_rel) GETSTRUCT(tuple))->prrelid;
+		List	   *rels = find_all_inheritors(relid, NoLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, rels)
+			if (found == NULL && is_encrypted_table(lfirst_oid(lc), amoid))
+				found = get_rel_name(lfirst_oid(lc));
+	}
+	systable_endscan(scan);
+	table_close(pubrel, AccessShareLock);
+	return found;
+}
+
+/* The schemas that publications publish (FOR TABLES IN SCHEMA). */
+static List *
+published_schemas(void)
+{
+	Relation	nsprel = table_open(PublicationNamespaceRelationId, AccessShareLock);
+	SysScanDesc scan = systable_beginscan(nsprel, InvalidOid, false, NULL, 0, NULL);
+	HeapTuple	tuple;
+	List	   *schemas = NIL;
+
+	while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+		schemas = list_append_unique_oid(schemas,
+										 ((Form_pg_publication_namespace) GETSTRUCT(tuple))->pnnspid);
+	systable_endscan(scan);
+	table_close(nsprel, AccessShareLock);
+	return schemas;
+}
+
+/* Is the partition relid under a partitioned table of one of schemas? */
+static bool
+ancestor_in_schemas(Oid relid, List *schemas)
+{
 	ListCell   *lc;
 
-	if (GetRelationPublications(relid) != NIL || GetSchemaPublications(nsp) != NIL)
-		return true;
-	if (!ispartition)
-		return false;
-	ancestors = get_partition_ancestors(relid);
-	foreach(lc, ancestors)
-	{
-		Oid			ancestor = lfirst_oid(lc);
-
-		if (GetRelationPublications(ancestor) != NIL ||
-			GetSchemaPublications(get_rel_namespace(ancestor)) != NIL)
+	foreach(lc, get_partition_ancestors(relid))
+		if (list_member_oid(schemas, get_rel_namespace(lfirst_oid(lc))))
 			return true;
-	}
 	return false;
 }
 
-/* The name of an encrypted_heap table that a publication publishes, or NULL. */
+/*
+ * The name of an encrypted_heap table that a publication publishes, or
+ * NULL.  Publications name few tables: pg_class is read only when a
+ * publication publishes all tables or whole schemas.
+ */
 static char *
 published_encrypted_table(void)
 {
 	Oid			amoid = get_am_oid("encrypted_heap", true);
-	bool		all_tables = GetAllTablesPublications() != NIL;
+	bool		all_tables;
+	List	   *schemas;
 	Relation	classrel;
 	SysScanDesc scan;
 	HeapTuple	tuple;
-	char	   *found = NULL;
+	char	   *found;
 
 	if (!OidIsValid(amoid))
 		return NULL;
+	found = named_encrypted_table(amoid);
+	all_tables = GetAllTablesPublications() != NIL;
+	schemas = published_schemas();
+	if (found != NULL || (!all_tables && schemas == NIL))
+		return found;
+
 	classrel = table_open(RelationRelationId, AccessShareLock);
 	scan = systable_beginscan(classrel, InvalidOid, false, NULL, 0, NULL);
 	while (found == NULL && HeapTupleIsValid(tuple = systable_getnext(scan)))
@@ -127,7 +193,8 @@ published_encrypted_table(void)
 		if (c->relam != amoid || c->relkind != RELKIND_RELATION ||
 			c->relpersistence != RELPERSISTENCE_PERMANENT)
 			continue;
-		if (all_tables || table_is_published(c->oid, c->relnamespace, c->relispartition))
+		if (all_tables || list_member_oid(schemas, c->relnamespace) ||
+			(c->relispartition && ancestor_in_schemas(c->oid, schemas)))
 			found = pstrdup(NameStr(c->relname));
 	}
 	systable_endscan(scan);

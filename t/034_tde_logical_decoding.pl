@@ -95,6 +95,36 @@ $pub->safe_psql('postgres', q{CREATE ROLE app LOGIN});
 	extra_params => [ '-U', 'app' ]);
 like($err, qr/permission denied to set parameter/, 'only superusers choose the wrapped plugin');
 
+# pgoutput and the ways a publication can publish an encrypted table:
+# a whole schema, a partitioned table whose partition is encrypted
+sub pgoutput_refusal
+{
+	my ($slot, $sql) = @_;
+	$pub->safe_psql('postgres', qq{SELECT 'made' FROM pg_create_logical_replication_slot('$slot', 'pgoutput'); $sql});
+	my ($rc, $out, $err) = $pub->psql('postgres', qq{SELECT count(*) FROM pg_logical_slot_peek_binary_changes('$slot', NULL, NULL,
+		'proto_version', '1', 'publication_names', 'ph')});
+	$pub->safe_psql('postgres', qq{SELECT pg_drop_replication_slot('$slot')});
+	return $err;
+}
+like(pgoutput_refusal('po_schema', q{
+CREATE SCHEMA sch;
+CREATE TABLE sch.e (x text) USING encrypted_heap;
+CREATE PUBLICATION psch FOR TABLES IN SCHEMA sch;
+INSERT INTO sch.e VALUES ('x');
+}), qr/Encrypted tables are published \(e\.g\. "e"\)/, 'pgoutput refused: a schema publication with an encrypted table');
+like(pgoutput_refusal('po_part', q{
+DROP PUBLICATION psch;
+CREATE TABLE parts (id int, x text) PARTITION BY RANGE (id);
+CREATE TABLE parts_1 PARTITION OF parts FOR VALUES FROM (0) TO (100) USING encrypted_heap;
+CREATE PUBLICATION pparts FOR TABLE parts;
+INSERT INTO parts VALUES (1, 'x');
+}), qr/Encrypted tables are published \(e\.g\. "parts_1"\)/, '... a published partitioned table with an encrypted partition');
+is(pgoutput_refusal('po_none', q{
+DROP PUBLICATION pparts;
+INSERT INTO parts VALUES (2, 'y');
+INSERT INTO sch.e VALUES ('y');
+}), '', '... and not once those publications are gone');
+
 # pgoutput once a publication publishes an encrypted table: refused
 $pub->safe_psql('postgres', q{
 CREATE PUBLICATION p FOR TABLE t;
@@ -102,8 +132,8 @@ INSERT INTO t VALUES (2, '{}', 'two', NULL, 2, NULL);
 });
 ($rc, $out, $err) = $pub->psql('postgres', q{SELECT count(*) FROM pg_logical_slot_peek_binary_changes('po', NULL, NULL,
 	'proto_version', '1', 'publication_names', 'ph')});
-like($err, qr/replication slot "po" cannot decode encrypted_heap tables with output plugin "pgoutput"\nDETAIL:  Encrypted tables are published \(e\.g\. "t"\)/,
-	'pgoutput slot once table t is published: refused, naming a published table');
+like($err, qr/replication slot "po" cannot decode encrypted_heap tables with output plugin "pgoutput"\nDETAIL:  Encrypted tables are published \(e\.g\. "\w+"\)/,
+	'pgoutput slot once encrypted tables are published: refused, naming one');
 $pub->safe_psql('postgres', q{
 SELECT pg_drop_replication_slot(s) FROM unnest(ARRAY['td', 'po', 'bc']) s;
 DELETE FROM t;
