@@ -158,11 +158,14 @@ holds_ciphertext(TupleDesc desc, HeapTuple tuple, int stored_natts)
  * TABLE ... ALTER COLUMN TYPE reads old tuples while the relation already
  * has the new column types.  Dropped columns read as NULL; attributes
  * beyond those stored are defaults (attmissingval), never ciphertext.
+ * With keep_toast_pointers, values stored out of line stay TOAST pointers
+ * (logical decoding: an UPDATE's unchanged TOASTed value, which the WAL
+ * record does not carry).
  */
 void
 tde_decrypt_datums(Relation rel, TupleDesc desc, HeapTuple stored,
 				   Datum *values, bool *isnull, int from, int to,
-				   MemoryContext cxt)
+				   MemoryContext cxt, bool keep_toast_pointers)
 {
 	int			stored_natts = HeapTupleHeaderGetNatts(stored->t_data);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -173,7 +176,8 @@ tde_decrypt_datums(Relation rel, TupleDesc desc, HeapTuple stored,
 
 		if (att->attisdropped)
 			isnull[i] = true;
-		if (isnull[i] || att->attlen != -1)
+		if (isnull[i] || att->attlen != -1 ||
+			(keep_toast_pointers && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i]))))
 			continue;
 		values[i] = PointerGetDatum(tde_decrypt_value(rel, i + 1,
 													  (struct varlena *) DatumGetPointer(values[i]),
@@ -234,7 +238,7 @@ tde_decrypt_tuple(Relation rel, HeapTuple tuple, MemoryContext dest)
 	values = palloc(desc->natts * sizeof(Datum));
 	isnull = palloc(desc->natts * sizeof(bool));
 	heap_deform_tuple(tuple, desc, values, isnull);
-	tde_decrypt_datums(rel, desc, tuple, values, isnull, 0, desc->natts, scratch);
+	tde_decrypt_datums(rel, desc, tuple, values, isnull, 0, desc->natts, scratch, false);
 	tuple->t_tableOid = RelationGetRelid(rel);
 	MemoryContextSwitchTo(dest);
 	result = tde_form_with_header(desc, values, isnull, tuple);

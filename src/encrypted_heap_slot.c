@@ -126,7 +126,7 @@ ehs_getsomeattrs(TupleTableSlot *slot, int natts)
 											  ALLOCSET_SMALL_SIZES);
 		tde_decrypt_datums(s->rel, slot->tts_tupleDescriptor, s->tuple,
 						   slot->tts_values, slot->tts_isnull,
-						   s->ndecrypted, natts, s->valcxt);
+						   s->ndecrypted, natts, s->valcxt, false);
 	}
 	s->ndecrypted = Max(s->ndecrypted, natts);
 	slot->tts_nvalid = natts;

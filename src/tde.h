@@ -93,7 +93,7 @@ extern HeapTuple tde_encrypt_values(Relation rel, Datum *values, bool *isnull,
 									ItemPointer old_tid, MemoryContext dest);
 extern void tde_decrypt_datums(Relation rel, TupleDesc desc, HeapTuple stored,
 							   Datum *values, bool *isnull, int from, int to,
-							   MemoryContext cxt);
+							   MemoryContext cxt, bool keep_toast_pointers);
 extern HeapTuple tde_form_with_header(TupleDesc desc, Datum *values,
 									  bool *isnull, HeapTuple stored);
 extern void tde_store_plain(HeapTuple plain, TupleTableSlot *slot);

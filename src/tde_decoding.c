@@ -275,23 +275,13 @@ static HeapTuple
 decrypt_decoded_tuple(Relation rel, HeapTuple stored)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	int			stored_natts = HeapTupleHeaderGetNatts(stored->t_data);
 	Datum	   *values = palloc(desc->natts * sizeof(Datum));
 	bool	   *isnull = palloc(desc->natts * sizeof(bool));
 	HeapTuple	plain;
 
 	heap_deform_tuple(stored, desc, values, isnull);
-	for (int i = 0; i < desc->natts && i < stored_natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		struct varlena *value = (struct varlena *) DatumGetPointer(values[i]);
-
-		if (att->attisdropped)
-			isnull[i] = true;
-		if (isnull[i] || att->attlen != -1 || VARATT_IS_EXTERNAL_ONDISK(value))
-			continue;
-		values[i] = PointerGetDatum(tde_decrypt_value(rel, i + 1, value, &stored->t_self));
-	}
+	tde_decrypt_datums(rel, desc, stored, values, isnull, 0, desc->natts,
+					   CurrentMemoryContext, true);
 	plain = heap_form_tuple(desc, values, isnull);
 	plain->t_self = stored->t_self;
 	plain->t_tableOid = RelationGetRelid(rel);
