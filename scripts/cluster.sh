@@ -5,7 +5,7 @@
 #   scripts/cluster.sh stop DIR
 # The socket lives in DIR; connect with: psql -h DIR -p PORT postgres
 set -euo pipefail
-PG_BINDIR=/usr/lib/postgresql/15/bin
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 cmd=$1 dir=$(realpath -m "$2")
 
 # The test master key is MongoDB's spec LOCAL_MASTERKEY, so that the official

@@ -1,7 +1,9 @@
 # Shared helpers for bsoncrypt's set-up scripts (sourced, not run).
 # Works as root (CI) and as a normal user with sudo.
 
-PG_BINDIR=/usr/lib/postgresql/15/bin
+# PG_BINDIR may name another PostgreSQL 15 installation (a private copy for
+# parallel development); Debian's is the default.
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
 PACKAGES="postgresql-15 postgresql-server-dev-15 libssl-dev libbson-dev
   libmongocrypt-dev pkg-config make gcc libipc-run-perl python3 python3-pykmip
   sudo procps valgrind"
@@ -38,7 +40,7 @@ run_unprivileged() {
 		RUN_DIR=$(mktemp -d /tmp/bsoncrypt-run.XXXXXX)
 		cp -a "$src/." "$RUN_DIR/"
 		chown -R postgres:postgres "$RUN_DIR"
-		(cd "$RUN_DIR" && runuser -u postgres -- env HOME="$RUN_DIR" PATH="$PATH" "$@")
+		(cd "$RUN_DIR" && runuser -u postgres -- env HOME="$RUN_DIR" PATH="$PATH" PG_BINDIR="$PG_BINDIR" "$@")
 	else
 		RUN_DIR=$src
 		(cd "$src" && "$@")

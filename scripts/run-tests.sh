@@ -7,7 +7,9 @@
 #   4. TAP tests (each starts its own clusters), whose summary ends the run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
+export PG_BINDIR PATH=$PG_BINDIR:$PATH
+pgxs=$(dirname "$PG_BINDIR")/lib/pgxs
 top=$(pwd)
 tmp=$top/tmp_run
 rm -rf "$tmp"; mkdir -p "$tmp"
@@ -39,8 +41,8 @@ scripts/cluster.sh stop "$tmp/regress"
 trap - EXIT
 
 echo "== TAP tests"
-export PERL5LIB=/usr/lib/postgresql/15/lib/pgxs/src/test/perl${PERL5LIB:+:$PERL5LIB}
-export TESTDIR=$top PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+export PERL5LIB=$pgxs/src/test/perl${PERL5LIB:+:$PERL5LIB}
+export TESTDIR=$top PG_REGRESS=$pgxs/src/test/regress/pg_regress
 export BSONCRYPT_SRC=$top
 rm -rf tmp_check; mkdir -p tmp_check
 prove --timer -I t t/*.pl
