@@ -7,4 +7,4 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 install_packages
 build_and_install
-run_unprivileged "$top" scripts/run-tests.sh
+run_unprivileged "$top" scripts/run-tests.sh "$@"
