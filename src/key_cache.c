@@ -15,6 +15,12 @@
  *	  (rewraps, which leave data keys unchanged, do not).  Dropped keys are
  *	  zeroed (fle_aead_free).
  *
+ *	  Invalidations can arrive whenever a relation is opened or locked, so
+ *	  in the middle of a lookup: identifiers are copied before anything
+ *	  that can accept them, the relation whose invalidations flush the
+ *	  cache is never forgotten (only replaced by a newer lookup), and a key
+ *	  whose fetch saw a flush is fetched again before it is cached.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -23,7 +29,6 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "commands/trigger.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -38,10 +43,12 @@
 #include "bsoncrypt.h"
 #include "key_cache.h"
 #include "kms.h"
+#include "trusted_sql.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_key_vault_changed);
 
 #define ALT_NAME_CACHE_MAX 256	/* longer alt names are looked up every time */
+#define KEY_FETCH_TRIES 8		/* fetches of one key that may see a flush */
 
 typedef struct AltNameEntry
 {
@@ -55,7 +62,12 @@ static int	key_cache_ttl = 60;
 
 static HTAB *keys_by_id = NULL;
 static HTAB *keys_by_alt_name = NULL;
-static Oid	cached_key_vault_relid = InvalidOid;
+/*
+ * The key vault whose invalidations flush the cache: set by every lookup
+ * that reads the vault, never reset (a dropped vault's invalidation flushed
+ * the cache, and the next lookup finds the new one).
+ */
+static Oid	key_vault_oid = InvalidOid;
 static bool callback_registered = false;
 
 void
@@ -106,11 +118,8 @@ key_cache_flush(void)
 static void
 key_cache_relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == cached_key_vault_relid)
-	{
+	if (relid == InvalidOid || relid == key_vault_oid)
 		key_cache_flush();
-		cached_key_vault_relid = InvalidOid;
-	}
 }
 
 static void
@@ -141,26 +150,19 @@ key_cache_init(void)
 	}
 }
 
-static Oid
-extension_relid(const char *name, bool missing_ok)
-{
-	Oid			nsp = get_namespace_oid("bsoncrypt", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
-
-	if (!OidIsValid(relid) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation bsoncrypt.%s does not exist", name),
-				 errhint("Run CREATE EXTENSION bsoncrypt in this database.")));
-	return relid;
-}
-
+/*
+ * The key vault relation, looked up again (it is checked to be the
+ * extension's own) and remembered as the one whose invalidations flush
+ * the cache.
+ */
 Oid
 key_vault_relid(bool missing_ok)
 {
-	if (!OidIsValid(cached_key_vault_relid))
-		cached_key_vault_relid = extension_relid("key_vault", missing_ok);
-	return cached_key_vault_relid;
+	Oid			relid = bsoncrypt_relation_oid("key_vault", missing_ok);
+
+	if (OidIsValid(relid))
+		key_vault_oid = relid;
+	return relid;
 }
 
 /*
@@ -184,8 +186,8 @@ static HeapTuple
 fetch_by_unique_key(const char *relname, const char *indexname,
 					RegProcedure eqproc, Datum value, TupleDesc *desc)
 {
-	Oid			relid = extension_relid(relname, false);
-	Oid			indexid = extension_relid(indexname, false);
+	Oid			relid = bsoncrypt_relation_oid(relname, false);
+	Oid			indexid = bsoncrypt_relation_oid(indexname, false);
 	Relation	rel = table_open(relid, AccessShareLock);
 	Relation	index = index_open(indexid, AccessShareLock);
 	Snapshot	snapshot = RegisterSnapshot(key_lookup_snapshot());
@@ -256,61 +258,99 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
 }
 
 /*
+ * Fetch the key vault row of id and unwrap it.  Retried while the cache
+ * was flushed during the fetch: an invalidation processed after the
+ * fetch's snapshot may be a delete of this very key, which must not be
+ * cached.  After KEY_FETCH_TRIES the key is used, but cached for the
+ * current statement only (*expires).
+ */
+static FleAeadCtx *
+fetch_data_key(const pg_uuid_t *id, TimestampTz *expires)
+{
+	for (int attempt = 1;; attempt++)
+	{
+		uint64		generation = key_cache_generation;
+		HeapTuple	tuple;
+		TupleDesc	desc;
+		FleAeadCtx *ctx;
+
+		/* remember which relation's invalidations flush this cache */
+		(void) key_vault_relid(false);
+		tuple = fetch_by_unique_key("key_vault", "key_vault_pkey", F_UUID_EQ,
+									UUIDPGetDatum(id), &desc);
+		if (tuple == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("data key %s is not in the key vault", uuid_to_cstring(id)),
+					 errhint("The key was deleted (values encrypted with it cannot be decrypted any more) or never imported into bsoncrypt.key_vault.")));
+		ctx = unwrap_data_key(tuple, desc, id);
+		heap_freetuple(tuple);
+		if (generation == key_cache_generation)
+			return ctx;
+		if (attempt == KEY_FETCH_TRIES)
+		{
+			*expires = GetCurrentStatementStartTimestamp();
+			return ctx;
+		}
+		fle_aead_free(ctx);
+	}
+}
+
+/*
  * The data key with this _id, unwrapped; ERROR if the key vault has none
  * (for example after delete_key: crypto-shredding).
  */
 DataKey *
-key_cache_get_by_id(const pg_uuid_t *id)
+key_cache_get_by_id(const pg_uuid_t *key_id)
 {
+	pg_uuid_t	id = *key_id;	/* key_id may point into a cache entry */
 	DataKey    *key;
 	bool		found;
 	TimestampTz now = GetCurrentStatementStartTimestamp();
-	HeapTuple	tuple;
-	TupleDesc	desc;
+	TimestampTz expires = now + (TimestampTz) key_cache_ttl * USECS_PER_SEC;
 	FleAeadCtx *ctx;
 
 	key_cache_init();
-	key = hash_search(keys_by_id, id, HASH_FIND, NULL);
+	key = hash_search(keys_by_id, &id, HASH_FIND, NULL);
 	if (key != NULL && key->expires >= now)
 		return key;
 
-	/* remember which relation's invalidations flush this cache */
-	(void) key_vault_relid(false);
-
-	tuple = fetch_by_unique_key("key_vault", "key_vault_pkey", F_UUID_EQ,
-								UUIDPGetDatum(id), &desc);
-	if (tuple == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("data key %s is not in the key vault", uuid_to_cstring(id)),
-				 errhint("The key was deleted (values encrypted with it cannot be decrypted any more) or never imported into bsoncrypt.key_vault.")));
-	ctx = unwrap_data_key(tuple, desc, id);
+	ctx = fetch_data_key(&id, &expires);
 
 	/* (re)insert only now that unwrapping worked */
 	key_cache_init();
-	key = hash_search(keys_by_id, id, HASH_ENTER, &found);
+	key = hash_search(keys_by_id, &id, HASH_ENTER, &found);
 	if (found)
 	{
 		fle_aead_free(key->ctx);
 		key_cache_generation++;
 	}
 	key->ctx = ctx;
-	key->expires = now + (TimestampTz) key_cache_ttl * USECS_PER_SEC;
+	key->expires = expires;
 	return key;
 }
 
+/*
+ * The _id of the key with this keyAltName, or false.  *stable is false if
+ * the cache was flushed meanwhile (the name may have moved since).
+ */
 static bool
-alt_name_to_id(const char *alt_name, pg_uuid_t *id)
+alt_name_to_id(const char *alt_name, pg_uuid_t *id, bool *stable)
 {
+	uint64		generation = key_cache_generation;
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	bool		isnull;
 
+	/* alt names change with key_vault rows, whose invalidations flush */
+	(void) key_vault_relid(false);
 	tuple = fetch_by_unique_key("key_alt_names", "key_alt_names_pkey", F_TEXTEQ,
 								CStringGetTextDatum(alt_name), &desc);
+	*stable = generation == key_cache_generation;
 	if (tuple == NULL)
 		return false;
 	*id = *DatumGetUUIDP(heap_getattr(tuple, 2, desc, &isnull));
+	heap_freetuple(tuple);
 	return true;
 }
 
@@ -322,20 +362,24 @@ key_cache_get_by_alt_name(const char *alt_name)
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	pg_uuid_t	id;
 	bool		cacheable = strlen(alt_name) < ALT_NAME_CACHE_MAX;
+	bool		stable;
 
 	key_cache_init();
 	if (cacheable)
 		entry = hash_search(keys_by_alt_name, alt_name, HASH_FIND, NULL);
 	if (entry != NULL && entry->expires >= now)
-		return key_cache_get_by_id(&entry->id);
+	{
+		id = entry->id;			/* the lookup may destroy the entry */
+		return key_cache_get_by_id(&id);
+	}
 
-	if (!alt_name_to_id(alt_name, &id))
+	if (!alt_name_to_id(alt_name, &id, &stable))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no data key has keyAltName \"%s\"", alt_name),
 				 errhint("Create one with bsoncrypt.create_data_key(key_alt_names => '{%s}').", alt_name)));
 	key_cache_init();
-	if (cacheable)
+	if (cacheable && stable)
 	{
 		entry = hash_search(keys_by_alt_name, alt_name, HASH_ENTER, NULL);
 		entry->id = id;

@@ -17,7 +17,10 @@
  *	  random secret wrapped and unwrapped) before any row is touched.
  *
  *	  Updates are plain UPDATEs through SPI, so key_vault's statement
- *	  trigger tells every session to drop its cached data keys.
+ *	  trigger tells every session to drop its cached data keys.  Every
+ *	  statement names each object with its schema and is parsed with a
+ *	  pinned search_path (trusted_sql.c): callers are superusers, whose
+ *	  search_path other roles may have set (ALTER DATABASE ... SET).
  *
  *-------------------------------------------------------------------------
  */
@@ -38,6 +41,7 @@
 #include "key_cache.h"
 #include "kms.h"
 #include "rotation.h"
+#include "trusted_sql.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_rewrap_many_data_key);
 PG_FUNCTION_INFO_V1(bsoncrypt_current_master_key_version);
@@ -234,6 +238,25 @@ master_key_cache_current(MasterKeyCache *cache, const char *provider_name)
 	}
 	PG_END_TRY();
 	return entry->version;
+}
+
+/*
+ * Forget which version is the provider's current one, so that the next
+ * master_key_cache_current asks the provider again (a rotation that is
+ * re-targeted).  Loaded keys stay.
+ */
+void
+master_key_cache_forget_current(MasterKeyCache *cache, const char *provider)
+{
+	ListCell   *lc;
+
+	foreach(lc, cache->entries)
+	{
+		MasterKeyEntry *entry = (MasterKeyEntry *) lfirst(lc);
+
+		if (strcmp(entry->provider, provider) == 0)
+			entry->current = false;
+	}
 }
 
 /*
@@ -453,16 +476,16 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 							 GUC_ACTION_SAVE, true, 0, false);
 	(void) set_config_option("enable_mergejoin", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	rc = SPI_execute_with_args(
+	rc = bsoncrypt_spi_execute(
 							   "UPDATE bsoncrypt.key_vault k"
 							   "   SET key_material = u.m, master_key_version = u.v,"
-							   "       master_key = CASE WHEN $4::text IS NULL"
-							   "                           OR bsoncrypt.bson_get_text(k.master_key, 'provider') = $4"
+							   "       master_key = CASE WHEN $4::pg_catalog.text IS NULL"
+							   "                           OR bsoncrypt.bson_get_text(k.master_key, 'provider') OPERATOR(pg_catalog.=) $4"
 							   "                         THEN k.master_key"
-							   "                         ELSE bsoncrypt.bson_from_jsonb(pg_catalog.jsonb_build_object('provider', $4::text)) END,"
+							   "                         ELSE bsoncrypt.bson_from_jsonb(pg_catalog.jsonb_build_object('provider', $4::pg_catalog.text)) END,"
 							   "       update_date = pg_catalog.now()"
 							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(id, m, v)"
-							   " WHERE k._id = u.id",
+							   " WHERE k._id OPERATOR(pg_catalog.=) u.id",
 							   4, argtypes, values, nulls, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	if (rc != SPI_OK_UPDATE)
@@ -510,10 +533,11 @@ rewrap_key_vault_batch(MasterKeyCache *cache, const char *provider,
 		nulls[0] = 'n';
 	}
 	values[1] = Int32GetDatum(batch_size);
-	rc = SPI_execute_with_args(
-							   "SELECT pg_catalog.count(*)::int8, pg_catalog.max(r._id::text COLLATE \"C\")::uuid"
+	rc = bsoncrypt_spi_execute(
+							   "SELECT pg_catalog.count(*)::pg_catalog.int8,"
+							   "       pg_catalog.max(r._id::pg_catalog.text COLLATE pg_catalog.\"C\")::pg_catalog.uuid"
 							   "  FROM (SELECT k._id FROM bsoncrypt.key_vault k"
-							   "         WHERE $1::uuid IS NULL OR k._id > $1"
+							   "         WHERE $1::pg_catalog.uuid IS NULL OR k._id OPERATOR(pg_catalog.>) $1"
 							   "         ORDER BY k._id LIMIT $2) r",
 							   2, argtypes, values, nulls, true, 0);
 	if (rc != SPI_OK_SELECT || SPI_processed != 1)
@@ -532,13 +556,14 @@ rewrap_key_vault_batch(MasterKeyCache *cache, const char *provider,
 	values[2] = CStringGetTextDatum(provider);
 	values[3] = CStringGetTextDatum(version);
 	argtypes[1] = UUIDOID;
-	rc = SPI_execute_with_args(
+	rc = bsoncrypt_spi_execute(
 							   "SELECT k._id, k.key_material, k.master_key_version,"
 							   "       bsoncrypt.bson_get_text(k.master_key, 'provider')"
 							   "  FROM bsoncrypt.key_vault k"
-							   " WHERE ($1::uuid IS NULL OR k._id > $1) AND k._id <= $2"
-							   "   AND k.master_key_version <> $4"
-							   "   AND bsoncrypt.bson_get_text(k.master_key, 'provider') = $3"
+							   " WHERE ($1::pg_catalog.uuid IS NULL OR k._id OPERATOR(pg_catalog.>) $1)"
+							   "   AND k._id OPERATOR(pg_catalog.<=) $2"
+							   "   AND k.master_key_version OPERATOR(pg_catalog.<>) $4"
+							   "   AND bsoncrypt.bson_get_text(k.master_key, 'provider') OPERATOR(pg_catalog.=) $3"
 							   " FOR NO KEY UPDATE OF k SKIP LOCKED",
 							   4, argtypes, values, nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -581,10 +606,11 @@ rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 	values[0] = CStringGetTextDatum(provider);
 	values[1] = CStringGetTextDatum(version);
 	values[2] = Int32GetDatum(batch_size);
-	rc = SPI_execute_with_args(
+	rc = bsoncrypt_spi_execute(
 							   "SELECT r.ctid, r.key_material, r.master_key_version"
 							   "  FROM bsoncrypt.relation_keys r"
-							   " WHERE r.provider = $1 AND r.master_key_version <> $2"
+							   " WHERE r.provider OPERATOR(pg_catalog.=) $1"
+							   "   AND r.master_key_version OPERATOR(pg_catalog.<>) $2"
 							   " LIMIT $3 FOR NO KEY UPDATE OF r SKIP LOCKED",
 							   3, argtypes, values, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -614,11 +640,11 @@ rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 	argtypes[0] = TIDOID;
 	argtypes[1] = BYTEAOID;
 	argtypes[2] = TEXTOID;
-	update = SPI_prepare("UPDATE bsoncrypt.relation_keys"
-						 "   SET key_material = $2, master_key_version = $3,"
-						 "       update_date = pg_catalog.now()"
-						 " WHERE ctid = $1",
-						 3, argtypes);
+	update = bsoncrypt_spi_prepare("UPDATE bsoncrypt.relation_keys"
+								   "   SET key_material = $2, master_key_version = $3,"
+								   "       update_date = pg_catalog.now()"
+								   " WHERE ctid OPERATOR(pg_catalog.=) $1",
+								   3, argtypes);
 	if (update == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	for (uint64 i = 0; i < n; i++)
@@ -813,15 +839,15 @@ bsoncrypt_rewrap_many_data_key(PG_FUNCTION_ARGS)
 			(void) master_key_cache_get(cache, new_provider, new_version);
 		}
 
-		portal = SPI_cursor_open_with_args(NULL,
+		portal = bsoncrypt_spi_cursor_open(
 										   "SELECT k._id, k.key_material, k.master_key_version,"
 										   "       bsoncrypt.bson_get_text(k.master_key, 'provider')"
 										   "  FROM bsoncrypt.key_vault k"
-										   " WHERE ($1 IS NULL OR k._id = ANY ($1))"
+										   " WHERE ($1 IS NULL OR k._id OPERATOR(pg_catalog.=) ANY ($1))"
 										   "   AND ($2 IS NULL OR k.key_alt_names OPERATOR(pg_catalog.&&) $2)"
 										   " ORDER BY k._id"
 										   " FOR NO KEY UPDATE OF k",
-										   2, argtypes, values, nulls, false, 0);
+										   2, argtypes, values, nulls, false);
 		for (;;)
 		{
 			uint64		n;

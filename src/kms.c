@@ -63,6 +63,22 @@ kms_valid_version_name(const char *name)
 	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
 }
 
+/* The name of the provider's current master key version (palloc'd). */
+char *
+kms_current_version_name(const KmsProvider *provider)
+{
+	uint8_t		key[FLE_KEY_LEN];
+	char	   *version = NULL;
+
+	provider->load_master_key(NULL, key, &version);
+	explicit_bzero(key, sizeof(key));
+	if (version == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("master key provider \"%s\" named no current version", provider->name)));
+	return version;
+}
+
 /* Decode a base64 master key; true if it is exactly FLE_KEY_LEN bytes. */
 bool
 kms_decode_master_key(const char *base64, size_t len, uint8_t key[FLE_KEY_LEN])

@@ -48,6 +48,7 @@ extern void kms_define_settings(void);
 
 extern const KmsProvider *kms_get_provider(const char *name);
 extern bool kms_valid_version_name(const char *name);
+extern char *kms_current_version_name(const KmsProvider *provider);
 
 extern bytea *kms_wrap_secret(const KmsProvider *provider, const char *version,
 							  const uint8_t *secret, size_t secret_len,

@@ -30,6 +30,7 @@ typedef struct MasterKeyCache
 extern MasterKeyCache *master_key_cache_create(void);
 extern void master_key_cache_free(MasterKeyCache *cache);
 extern char *master_key_cache_current(MasterKeyCache *cache, const char *provider);
+extern void master_key_cache_forget_current(MasterKeyCache *cache, const char *provider);
 
 /* Outcome of a batch of the rotation worker over one table */
 typedef struct RewrapBatch
@@ -51,5 +52,14 @@ extern size_t rewrap_unwrap_any_length(FleAeadCtx *kek, const uint8_t *wrapped,
 
 /* rotation_worker.c */
 extern void rotation_init(void);
+
+/* rotation_registry.c: databases that have the extension */
+extern void rotation_registry_init(void);
+extern void rotation_note_extension(void);
+extern bool rotation_registry_contains(Oid dboid);
+extern void rotation_registry_remove(Oid dboid);
+extern List *rotation_registry_list(void);
+extern void rotation_registry_load(void);
+extern void rotation_registry_save(void);
 
 #endif							/* BSONCRYPT_ROTATION_H */

@@ -4,16 +4,24 @@
  *	  Automatic master-key rotation by background workers.
  *
  *	  A launcher (a static background worker, started once recovery has
- *	  finished, so never on a standby) looks at pg_database every minute and
- *	  starts a rotation worker for every connectable, non-template database
- *	  that has none (at most once a minute per database).  A rotation worker
- *	  exits at once if its database does not have the extension; otherwise
- *	  it does the rotations that are due (requested, interrupted, a retry
- *	  whose time has come, or a periodic one) and leaves when it has been
- *	  idle for two seconds, so that it never keeps a database from being
- *	  dropped or used as a template for long.  bsoncrypt.rotate_master_key()
- *	  wakes the worker of its database when its transaction commits, or
- *	  starts one.
+ *	  finished, so never on a standby) starts, every minute, a rotation
+ *	  worker for every connectable, non-template database that has the
+ *	  extension (rotation_registry.c knows which) and no worker yet (at
+ *	  most once a minute per database).  A rotation worker does the
+ *	  rotations that are due (requested, interrupted, a retry whose time
+ *	  has come, or a periodic one) and leaves when it has been idle for two
+ *	  seconds, so that it never keeps a database from being dropped or used
+ *	  as a template for long.  bsoncrypt.rotate_master_key() wakes the
+ *	  worker of its database when its transaction commits, or starts one.
+ *
+ *	  A worker runs as a superuser in a database whose owner (and anyone
+ *	  with CREATE there) may have planted functions, operators and types,
+ *	  and set the database's search_path: it forces search_path to be
+ *	  empty, learns facts (is the extension here? which of its tables
+ *	  exist?) from the catalog rather than from SQL, checks that the tables
+ *	  it uses are the extension's own, and every statement it runs names
+ *	  each object with its schema and is parsed with a pinned search_path
+ *	  (trusted_sql.c).
  *
  *	  The state of rotations lives in the table bsoncrypt.rotation_state,
  *	  one row per master key provider, so that a rotation survives crashes
@@ -27,7 +35,11 @@
  *		 its own transaction, every data key of the provider not wrapped by
  *		 that version (walking key_vault by _id), then the rows of
  *		 bsoncrypt.relation_keys likewise when that table exists.  Rows
- *		 locked by other sessions are skipped and picked up by another pass;
+ *		 locked by other sessions are skipped and picked up by another pass.
+ *		 Before every batch it looks whether the rotation was asked for
+ *		 again or the provider's current version changed: then it starts
+ *		 over towards the newest version at once (re-targeting), so that no
+ *		 key is rewrapped to a version that is already old;
  *	  3. marks the row 'done' when no key of the provider is left on another
  *		 version.
  *
@@ -49,7 +61,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -71,7 +82,9 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "kms.h"
 #include "rotation.h"
+#include "trusted_sql.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_rotation_wake);
 PG_FUNCTION_INFO_V1(bsoncrypt_rotation_worker_pid);
@@ -189,6 +202,7 @@ rotation_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	rotation_registry_init();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
@@ -343,6 +357,7 @@ Datum
 bsoncrypt_rotation_wake(PG_FUNCTION_ARGS)
 {
 	check_preloaded();
+	rotation_note_extension();
 	if (!xact_callback_registered)
 	{
 		RegisterXactCallback(rotation_xact_callback, NULL);
@@ -377,14 +392,23 @@ typedef struct LaunchedDb
 	TimestampTz started;
 } LaunchedDb;
 
+/*
+ * The databases that have the extension and accept connections.
+ * Registered databases that no longer exist are forgotten.
+ */
 static List *
-connectable_databases(MemoryContext cxt)
+databases_to_serve(MemoryContext cxt)
 {
+	List	   *registered;
+	List	   *existing = NIL;
 	List	   *dbs = NIL;
+	ListCell   *lc;
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tuple;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
+	registered = rotation_registry_list();
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -392,17 +416,21 @@ connectable_databases(MemoryContext cxt)
 	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
-		MemoryContext old;
 
-		if (!db->datallowconn || db->datistemplate || database_is_invalid_form(db))
+		if (!list_member_oid(registered, db->oid))
 			continue;
-		old = MemoryContextSwitchTo(cxt);
-		dbs = lappend_oid(dbs, db->oid);
-		MemoryContextSwitchTo(old);
+		existing = lappend_oid(existing, db->oid);
+		if (db->datallowconn && !db->datistemplate && !database_is_invalid_form(db))
+			dbs = lappend_oid(dbs, db->oid);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
+
+	foreach(lc, registered)
+		if (!list_member_oid(existing, lfirst_oid(lc)))
+			rotation_registry_remove(lfirst_oid(lc));
+	MemoryContextSwitchTo(old);
 	return dbs;
 }
 
@@ -421,6 +449,7 @@ bsoncrypt_rotation_launcher_main(Datum main_arg)
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "bsoncrypt launcher", ALLOCSET_DEFAULT_SIZES);
 	launched = MemoryContextAllocZero(TopMemoryContext, sizeof(LaunchedDb) * ROTATION_MAX_DATABASES);
+	rotation_registry_load();
 
 	for (;;)
 	{
@@ -435,7 +464,8 @@ bsoncrypt_rotation_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		MemoryContextReset(cxt);
-		dbs = connectable_databases(cxt);
+		dbs = databases_to_serve(cxt);
+		rotation_registry_save();
 		now = GetCurrentTimestamp();
 		foreach(lc, dbs)
 		{
@@ -504,19 +534,18 @@ commit_tx(void)
 static void
 run_sql(const char *sql, int nargs, Oid *argtypes, Datum *values, int expected)
 {
-	int			rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	int			rc = bsoncrypt_spi_execute(sql, nargs, argtypes, values, NULL, false, 0);
 
 	if (rc != expected)
 		elog(ERROR, "bsoncrypt rotation: SPI failed (%s) running: %s",
 			 SPI_result_code_string(rc), sql);
 }
 
+/* bsoncrypt.relation_keys exists (and is the extension's own) */
 static bool
 relation_keys_exist(void)
 {
-	Oid			nsp = get_namespace_oid("bsoncrypt", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("relation_keys", nsp));
+	return OidIsValid(bsoncrypt_relation_oid("relation_keys", true));
 }
 
 /* Keys of provider not on version: how many, and on which versions. */
@@ -533,15 +562,16 @@ keys_to_rewrap(const char *provider, const char *version, Datum *versions)
 	values[1] = CStringGetTextDatum(version);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql,
-						   "SELECT pg_catalog.count(*)::int8,"
-						   "       coalesce(pg_catalog.array_agg(DISTINCT v ORDER BY v), '{}')"
-						   "  FROM (SELECT master_key_version FROM bsoncrypt.key_vault"
-						   "         WHERE bsoncrypt.bson_get_text(master_key, 'provider') = $1"
-						   "           AND master_key_version <> $2");
+						   "SELECT pg_catalog.count(*)::pg_catalog.int8,"
+						   "       COALESCE(pg_catalog.array_agg(DISTINCT x.v ORDER BY x.v), '{}'::pg_catalog.text[])"
+						   "  FROM (SELECT k.master_key_version FROM bsoncrypt.key_vault k"
+						   "         WHERE bsoncrypt.bson_get_text(k.master_key, 'provider') OPERATOR(pg_catalog.=) $1"
+						   "           AND k.master_key_version OPERATOR(pg_catalog.<>) $2");
 	if (relation_keys_exist())
 		appendStringInfoString(&sql,
-							   " UNION ALL SELECT master_key_version FROM bsoncrypt.relation_keys"
-							   "  WHERE provider = $1 AND master_key_version <> $2");
+							   " UNION ALL SELECT r.master_key_version FROM bsoncrypt.relation_keys r"
+							   "  WHERE r.provider OPERATOR(pg_catalog.=) $1"
+							   "    AND r.master_key_version OPERATOR(pg_catalog.<>) $2");
 	appendStringInfoString(&sql, ") AS x(v)");
 	run_sql(sql.data, 2, argtypes, values, SPI_OK_SELECT);
 	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -563,9 +593,9 @@ add_keys_done(const char *provider, uint64 n)
 	values[0] = CStringGetTextDatum(provider);
 	values[1] = Int64GetDatum((int64) n);
 	run_sql("UPDATE bsoncrypt.rotation_state"
-			"   SET keys_done = keys_done + $2,"
-			"       keys_total = greatest(keys_total, keys_done + $2)"
-			" WHERE provider = $1",
+			"   SET keys_done = keys_done OPERATOR(pg_catalog.+) $2,"
+			"       keys_total = GREATEST(keys_total, keys_done OPERATOR(pg_catalog.+) $2)"
+			" WHERE provider OPERATOR(pg_catalog.=) $1",
 			2, argtypes, values, SPI_OK_UPDATE);
 }
 
@@ -588,24 +618,25 @@ between_batches(long delay_ms)
 	}
 }
 
-/* Rotate every key of a provider to its current version. */
-static void
-rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
+/*
+ * Start the rotation of provider towards its current version, checked
+ * before any row is touched (a rotation interrupted by a crash resumes
+ * with its progress).  Returns the version, in cxt.
+ */
+static char *
+start_rotation(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 {
 	char	   *version;
 	Datum		from_versions;
 	int64		remaining;
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID};
 	Datum		values[4];
+	MemoryContext old;
 
-	/* 1. the new version, checked before any row is touched */
 	begin_tx();
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		version = pstrdup(master_key_cache_current(cache, provider));
-		MemoryContextSwitchTo(old);
-	}
+	old = MemoryContextSwitchTo(cxt);
+	version = pstrdup(master_key_cache_current(cache, provider));
+	MemoryContextSwitchTo(old);
 	remaining = keys_to_rewrap(provider, version, &from_versions);
 	values[0] = CStringGetTextDatum(provider);
 	values[1] = CStringGetTextDatum(version);
@@ -613,66 +644,141 @@ rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 	values[3] = from_versions;
 	run_sql("UPDATE bsoncrypt.rotation_state s"
 			"   SET state = 'rewrapping', to_version = $2,"
-			"       from_versions = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
-			"                            THEN ARRAY(SELECT DISTINCT v FROM unnest(s.from_versions || $4) v ORDER BY v)"
+			"       from_versions = CASE WHEN s.state OPERATOR(pg_catalog.=) 'rewrapping'"
+			"                             AND s.to_version OPERATOR(pg_catalog.=) $2"
+			"                            THEN ARRAY(SELECT DISTINCT v"
+			"                                         FROM pg_catalog.unnest(s.from_versions OPERATOR(pg_catalog.||) $4) v"
+			"                                        ORDER BY v)"
 			"                            ELSE $4 END,"
-			"       keys_total = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
-			"                         THEN s.keys_done + $3 ELSE $3 END,"
-			"       keys_done = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
+			"       keys_total = CASE WHEN s.state OPERATOR(pg_catalog.=) 'rewrapping'"
+			"                          AND s.to_version OPERATOR(pg_catalog.=) $2"
+			"                         THEN s.keys_done OPERATOR(pg_catalog.+) $3 ELSE $3 END,"
+			"       keys_done = CASE WHEN s.state OPERATOR(pg_catalog.=) 'rewrapping'"
+			"                         AND s.to_version OPERATOR(pg_catalog.=) $2"
 			"                        THEN s.keys_done ELSE 0 END,"
-			"       started = CASE WHEN s.state = 'rewrapping' AND s.to_version = $2"
+			"       started = CASE WHEN s.state OPERATOR(pg_catalog.=) 'rewrapping'"
+			"                       AND s.to_version OPERATOR(pg_catalog.=) $2"
 			"                      THEN s.started ELSE pg_catalog.now() END,"
 			"       finished = NULL"
-			" WHERE s.provider = $1",
+			" WHERE s.provider OPERATOR(pg_catalog.=) $1",
 			4, argtypes, values, SPI_OK_UPDATE);
 	commit_tx();
 	ereport(LOG,
 			(errmsg("bsoncrypt: rotating " INT64_FORMAT " keys of provider \"%s\" to master key version \"%s\"",
 					remaining, provider, version)));
+	return version;
+}
 
-	/* 2. rewrap in batches, each in its own transaction */
+/*
+ * Must the rotation towards version start over (run in the transaction of
+ * the next batch)?  Yes when it was asked for again (rotation_state is
+ * 'requested' anew) or the provider's current version is no longer
+ * version: every key rewrapped to version from now on would have to be
+ * rewrapped once more.
+ */
+static bool
+retarget_due(const char *provider, const char *version)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *current;
+	bool		due;
+
+	values[0] = CStringGetTextDatum(provider);
+	run_sql("SELECT 1 FROM bsoncrypt.rotation_state"
+			" WHERE provider OPERATOR(pg_catalog.=) $1"
+			"   AND state OPERATOR(pg_catalog.=) 'requested'",
+			1, argtypes, values, SPI_OK_SELECT);
+	if (SPI_processed > 0)
+		return true;
+	current = kms_current_version_name(kms_get_provider(provider));
+	due = strcmp(current, version) != 0;
+	pfree(current);
+	return due;
+}
+
+/*
+ * One pass of batches over the key vault, then over relation_keys.
+ * Returns false as soon as the rotation must start over (retarget_due).
+ */
+static bool
+rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version)
+{
+	pg_uuid_t	after;
+	bool		have_after = false;
+	bool		relation_keys;
+
 	for (;;)
 	{
-		pg_uuid_t	after;
-		bool		have_after = false;
-		bool		relation_keys;
-
-		for (;;)
-		{
-			RewrapBatch batch;
-			int			size = rotation_batch_size;
-
-			begin_tx();
-			rewrap_key_vault_batch(cache, provider, version, size,
-								   have_after ? &after : NULL, &batch);
-			add_keys_done(provider, batch.rewrapped);
-			commit_tx();
-			if (batch.scanned == 0)
-				break;
-			after = batch.last_id;
-			have_after = true;
-			if (batch.scanned < (uint64) size)
-				break;
-			between_batches(rotation_batch_delay);
-		}
+		RewrapBatch batch;
+		int			size = rotation_batch_size;
 
 		begin_tx();
-		relation_keys = relation_keys_exist();
-		commit_tx();
-		while (relation_keys)
+		if (retarget_due(provider, version))
 		{
-			RewrapBatch batch;
-
-			begin_tx();
-			rewrap_relation_keys_batch(cache, provider, version, rotation_batch_size, &batch);
-			add_keys_done(provider, batch.rewrapped);
 			commit_tx();
-			if (batch.scanned == 0)
-				break;
-			between_batches(rotation_batch_delay);
+			return false;
+		}
+		rewrap_key_vault_batch(cache, provider, version, size,
+							   have_after ? &after : NULL, &batch);
+		add_keys_done(provider, batch.rewrapped);
+		commit_tx();
+		if (batch.scanned == 0)
+			break;
+		after = batch.last_id;
+		have_after = true;
+		if (batch.scanned < (uint64) size)
+			break;
+		between_batches(rotation_batch_delay);
+	}
+
+	begin_tx();
+	relation_keys = relation_keys_exist();
+	commit_tx();
+	while (relation_keys)
+	{
+		RewrapBatch batch;
+
+		begin_tx();
+		if (retarget_due(provider, version))
+		{
+			commit_tx();
+			return false;
+		}
+		rewrap_relation_keys_batch(cache, provider, version, rotation_batch_size, &batch);
+		add_keys_done(provider, batch.rewrapped);
+		commit_tx();
+		if (batch.scanned == 0)
+			break;
+		between_batches(rotation_batch_delay);
+	}
+	return true;
+}
+
+/* Rotate every key of a provider to its current version. */
+static void
+rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
+{
+	char	   *version = start_rotation(cache, provider, cxt);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int64		remaining;
+
+	for (;;)
+	{
+		if (!rewrap_pass(cache, provider, version))
+		{
+			char	   *old_version = version;
+
+			master_key_cache_forget_current(cache, provider);
+			version = start_rotation(cache, provider, cxt);
+			ereport(LOG,
+					(errmsg("bsoncrypt: rotation of provider \"%s\" re-targeted from master key version \"%s\" to \"%s\"",
+							provider, old_version, version)));
+			continue;
 		}
 
-		/* 3. done when nothing is left on another version */
+		/* done when nothing is left on another version */
 		begin_tx();
 		remaining = keys_to_rewrap(provider, version, NULL);
 		if (remaining == 0)
@@ -681,7 +787,8 @@ rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 			run_sql("UPDATE bsoncrypt.rotation_state"
 					"   SET state = 'done', finished = pg_catalog.now(),"
 					"       failures = 0, next_attempt = NULL"
-					" WHERE provider = $1 AND state = 'rewrapping'",
+					" WHERE provider OPERATOR(pg_catalog.=) $1"
+					"   AND state OPERATOR(pg_catalog.=) 'rewrapping'",
 					1, argtypes, values, SPI_OK_UPDATE);
 		}
 		commit_tx();
@@ -707,12 +814,42 @@ record_failure(const char *provider, const char *message)
 	values[2] = Int32GetDatum(rotation_retry_delay);
 	run_sql("UPDATE bsoncrypt.rotation_state"
 			"   SET state = 'failed', last_error = $2, last_error_time = pg_catalog.now(),"
-			"       failures = failures + 1,"
-			"       next_attempt = pg_catalog.now() + pg_catalog.make_interval(secs =>"
-			"           $3::float8 * pg_catalog.power(2, least(failures, 6)))"
-			" WHERE provider = $1",
+			"       failures = failures OPERATOR(pg_catalog.+) 1,"
+			"       next_attempt = pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs =>"
+			"           $3::pg_catalog.float8 OPERATOR(pg_catalog.*)"
+			"           pg_catalog.power(2::pg_catalog.float8, LEAST(failures, 6)::pg_catalog.float8))"
+			" WHERE provider OPERATOR(pg_catalog.=) $1",
 			3, argtypes, values, SPI_OK_UPDATE);
 	commit_tx();
+}
+
+/* rotation_state rows (alias s) with work to do now */
+#define ROTATION_DUE_CONDITION \
+	"s.state OPERATOR(pg_catalog.=) ANY ('{requested,rewrapping}'::pg_catalog.text[])" \
+	" OR (s.state OPERATOR(pg_catalog.=) 'failed'" \
+	"     AND s.next_attempt OPERATOR(pg_catalog.<=) pg_catalog.now())"
+
+/*
+ * In a transaction: leave if the extension is gone from this database
+ * (and forget the database), and make sure that the tables the worker's
+ * statements name are the extension's own (bsoncrypt_relation_oid raises
+ * an error for a planted one).  Catalog lookups only: no SQL runs here.
+ */
+static void
+check_extension_tables(void)
+{
+	if (!OidIsValid(bsoncrypt_extension_oid()))
+	{
+		commit_tx();
+		rotation_registry_remove(MyDatabaseId);
+		ereport(LOG,
+				(errmsg("bsoncrypt: the extension is no longer installed in database %u; its rotation worker exits",
+						MyDatabaseId)));
+		proc_exit(0);
+	}
+	(void) bsoncrypt_relation_oid("rotation_state", false);
+	(void) bsoncrypt_relation_oid("key_vault", false);
+	(void) bsoncrypt_relation_oid("relation_keys", true);
 }
 
 /*
@@ -730,28 +867,21 @@ worker_round(MemoryContext cxt)
 	Datum		values[1];
 
 	begin_tx();
-	run_sql("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'bsoncrypt'",
-			0, NULL, NULL, SPI_OK_SELECT);
-	if (SPI_processed == 0)
-	{
-		commit_tx();
-		ereport(DEBUG1, (errmsg("bsoncrypt: extension not in this database, rotation worker exits")));
-		proc_exit(0);
-	}
+	check_extension_tables();
 	if (rotation_interval > 0 && !RecoveryInProgress())
 	{
 		values[0] = Int32GetDatum(rotation_interval);
-		run_sql("SELECT bsoncrypt._request_rotation(NULL)"
-				" WHERE NOT EXISTS (SELECT 1 FROM bsoncrypt.rotation_state"
-				"                    WHERE state IN ('requested', 'rewrapping', 'failed')"
-				"                       OR coalesce(finished, requested) >"
-				"                          pg_catalog.now() - pg_catalog.make_interval(secs => $1))",
+		run_sql("SELECT bsoncrypt._request_rotation(NULL::pg_catalog.text)"
+				" WHERE NOT EXISTS (SELECT 1 FROM bsoncrypt.rotation_state s"
+				"                    WHERE s.state OPERATOR(pg_catalog.=) ANY ('{requested,rewrapping,failed}'::pg_catalog.text[])"
+				"                       OR COALESCE(s.finished, s.requested) OPERATOR(pg_catalog.>)"
+				"                          (pg_catalog.now() OPERATOR(pg_catalog.-)"
+				"                           pg_catalog.make_interval(secs => $1::pg_catalog.float8)))",
 				1, argtypes, values, SPI_OK_SELECT);
 	}
-	run_sql("SELECT provider FROM bsoncrypt.rotation_state"
-			" WHERE state IN ('requested', 'rewrapping')"
-			"    OR (state = 'failed' AND next_attempt <= pg_catalog.now())"
-			" ORDER BY state = 'failed', provider LIMIT 1",
+	run_sql("SELECT s.provider FROM bsoncrypt.rotation_state s"
+			" WHERE " ROTATION_DUE_CONDITION
+			" ORDER BY s.state OPERATOR(pg_catalog.=) 'failed', s.provider LIMIT 1",
 			0, NULL, NULL, SPI_OK_SELECT);
 	if (SPI_processed > 0)
 	{
@@ -764,8 +894,9 @@ worker_round(MemoryContext cxt)
 	{
 		Datum		d;
 
-		run_sql("SELECT (EXTRACT(epoch FROM pg_catalog.min(next_attempt) - pg_catalog.now()) * 1000)::int8"
-				"  FROM bsoncrypt.rotation_state WHERE state = 'failed'",
+		run_sql("SELECT ((EXTRACT(epoch FROM pg_catalog.min(s.next_attempt) OPERATOR(pg_catalog.-) pg_catalog.now()))"
+				"        OPERATOR(pg_catalog.*) 1000::pg_catalog.numeric)::pg_catalog.int8"
+				"  FROM bsoncrypt.rotation_state s WHERE s.state OPERATOR(pg_catalog.=) 'failed'",
 				0, NULL, NULL, SPI_OK_SELECT);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		if (!isnull)
@@ -816,9 +947,7 @@ has_work(void)
 	bool		found;
 
 	begin_tx();
-	run_sql("SELECT 1 FROM bsoncrypt.rotation_state"
-			" WHERE state IN ('requested', 'rewrapping')"
-			"    OR (state = 'failed' AND next_attempt <= pg_catalog.now())",
+	run_sql("SELECT 1 FROM bsoncrypt.rotation_state s WHERE " ROTATION_DUE_CONDITION,
 			0, NULL, NULL, SPI_OK_SELECT);
 	found = SPI_processed > 0;
 	commit_tx();
@@ -836,6 +965,12 @@ bsoncrypt_rotation_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("bsoncrypt rotation worker");
+
+	/*
+	 * The database's own settings (ALTER DATABASE ... SET, which its owner
+	 * controls) applied at connection; search_path must not be one of them.
+	 */
+	SetConfigOption("search_path", "", PGC_SUSET, PGC_S_SESSION);
 
 	if (!slot_claim(dboid))
 		proc_exit(0);

@@ -1,6 +1,13 @@
 -- bsoncrypt 0.1: the bson type, its casts, accessors and operator classes.
 \echo Use "CREATE EXTENSION bsoncrypt" to load this file. \quit
 
+-- First of all: refuse a schema bsoncrypt that existed before and that
+-- another role owns, may create objects in, or that holds objects already
+-- (planted functions and operators would run inside bsoncrypt's own).
+CREATE FUNCTION bsoncrypt._check_install_schema() RETURNS void
+    AS 'MODULE_PATHNAME', 'bsoncrypt_check_install_schema' LANGUAGE C;
+SELECT bsoncrypt._check_install_schema();
+
 -- The extension's own tables are plain heap, whatever the database's default
 -- (default_table_access_method = encrypted_heap cannot apply before the
 -- access method exists).

@@ -22,8 +22,10 @@ CREATE TABLE key_alt_names (
 );
 CREATE INDEX key_alt_names_key_id ON key_alt_names (key_id);
 
+-- SECURITY DEFINER: a key administrator (grant_key_admin) writes key_vault
+-- but not key_alt_names, which only this trigger maintains.
 CREATE FUNCTION _sync_key_alt_names() RETURNS trigger
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     name text;
     owner uuid;
@@ -102,7 +104,7 @@ CREATE FUNCTION create_data_key(provider text DEFAULT 'local',
                                 key_alt_names text[] DEFAULT '{}',
                                 key_material bytea DEFAULT NULL)
 RETURNS uuid
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     new_id uuid := gen_random_uuid();
     wrapped record;
@@ -117,24 +119,24 @@ COMMENT ON FUNCTION create_data_key(text, text[], bytea) IS
     'create a data key wrapped by the provider''s current master key (MongoDB createDataKey)';
 
 CREATE FUNCTION get_key(id uuid) RETURNS bson
-LANGUAGE sql STABLE STRICT SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
     SELECT _key_document(k) FROM key_vault k WHERE k._id = $1
 $$;
 
 CREATE FUNCTION get_keys() RETURNS SETOF bson
-LANGUAGE sql STABLE SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
     SELECT _key_document(k) FROM key_vault k ORDER BY k.creation_date, k._id
 $$;
 
 CREATE FUNCTION get_key_by_alt_name(key_alt_name text) RETURNS bson
-LANGUAGE sql STABLE STRICT SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
     SELECT _key_document(k) FROM key_vault k
       JOIN key_alt_names a ON a.key_id = k._id
      WHERE a.key_alt_name = $1
 $$;
 
 CREATE FUNCTION delete_key(id uuid) RETURNS boolean
-LANGUAGE plpgsql STRICT SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     DELETE FROM key_vault k WHERE k._id = $1;
     RETURN FOUND;
@@ -145,7 +147,7 @@ COMMENT ON FUNCTION delete_key(uuid) IS
 -- Like MongoDB, these return the key document as it was before the change
 -- (NULL when there is no such key).
 CREATE FUNCTION add_key_alt_name(id uuid, key_alt_name text) RETURNS bson
-LANGUAGE plpgsql STRICT SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     before bson;
 BEGIN
@@ -158,7 +160,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION remove_key_alt_name(id uuid, key_alt_name text) RETURNS bson
-LANGUAGE plpgsql STRICT SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     before bson;
 BEGIN
@@ -171,7 +173,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION import_key(key_document bson) RETURNS uuid
-LANGUAGE plpgsql STRICT SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     k record;
     provider text;

@@ -42,7 +42,7 @@ CREATE FUNCTION _rotation_worker_pid() RETURNS integer
 -- Providers whose master keys wrap something: data keys, and the table keys
 -- of at-rest encryption (bsoncrypt.relation_keys) when that table exists.
 CREATE FUNCTION _providers_in_use() RETURNS SETOF text
-LANGUAGE plpgsql STABLE SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     RETURN QUERY SELECT DISTINCT bson_get_text(k.master_key, 'provider') FROM key_vault k;
     IF to_regclass('bsoncrypt.relation_keys') IS NOT NULL THEN
@@ -51,7 +51,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION _request_rotation(provider text) RETURNS integer
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN
@@ -71,7 +71,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION rotate_master_key(provider text DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN
@@ -97,7 +97,7 @@ COMMENT ON VIEW rotation_status IS
 CREATE FUNCTION _master_key_versions(OUT provider text, OUT master_key_version text,
                                      OUT data_keys bigint, OUT relation_keys bigint)
 RETURNS SETOF record
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     IF to_regclass('bsoncrypt.relation_keys') IS NULL THEN
         RETURN QUERY

@@ -19,7 +19,7 @@ TO PUBLIC;
 GRANT SELECT ON encrypted_relations TO PUBLIC;
 
 CREATE FUNCTION grant_encryption(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         bsoncrypt.encrypt_field(bsoncrypt.bson, text, text, text),
@@ -34,7 +34,7 @@ COMMENT ON FUNCTION grant_encryption(regrole) IS
     'let a role encrypt fields with any key of the vault (it still cannot read the vault)';
 
 CREATE FUNCTION grant_decryption(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = bsoncrypt, pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         bsoncrypt.decrypt_field(bsoncrypt.bson, text),
@@ -45,4 +45,28 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION grant_decryption(regrole) IS
     'let a role decrypt fields encrypted with any key of the vault';
-REVOKE EXECUTE ON FUNCTION grant_encryption(regrole), grant_decryption(regrole) FROM PUBLIC;
+
+CREATE FUNCTION grant_key_admin(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
+BEGIN
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON bsoncrypt.key_vault TO %s', role);
+    EXECUTE format('GRANT SELECT ON bsoncrypt.key_alt_names TO %s', role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION
+        bsoncrypt.create_data_key(text, text[], bytea),
+        bsoncrypt.get_key(uuid),
+        bsoncrypt.get_keys(),
+        bsoncrypt.get_key_by_alt_name(text),
+        bsoncrypt.delete_key(uuid),
+        bsoncrypt.add_key_alt_name(uuid, text),
+        bsoncrypt.remove_key_alt_name(uuid, text),
+        bsoncrypt.import_key(bsoncrypt.bson),
+        bsoncrypt.rewrap_many_data_key(bsoncrypt.bson, text, text),
+        bsoncrypt._new_key_material(text, bytea),
+        bsoncrypt._find_master_key_version(text, bytea),
+        bsoncrypt._key_document(bsoncrypt.key_vault),
+        bsoncrypt._parse_key_document(bsoncrypt.bson) TO %s', role);
+END $$;
+COMMENT ON FUNCTION grant_key_admin(regrole) IS
+    'let a role manage data keys (MongoDB''s ClientEncryption key API); it cannot encrypt, decrypt or change master keys';
+REVOKE EXECUTE ON FUNCTION grant_encryption(regrole), grant_decryption(regrole),
+    grant_key_admin(regrole) FROM PUBLIC;
