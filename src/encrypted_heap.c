@@ -10,13 +10,18 @@
  *	  images only ever see ciphertext.  Large values are compressed before
  *	  they are encrypted (ciphertext does not compress).  An update reuses
  *	  the stored ciphertext of values whose plaintext did not change, which
- *	  keeps HOT updates and unchanged TOAST values as heap has them.
+ *	  keeps HOT updates and unchanged TOAST values as heap has them.  heap
+ *	  sets xmin, cmin, xmax and the flags on the encrypted tuple it is
+ *	  given; the caller's slot takes that header over (tde_slot_written),
+ *	  so RETURNING reads the system columns heap's slot would show.
  *
  *	  Reads let heap fill a BufferHeapTuple slot of our own (visibility is
  *	  decided on the on-page tuple, by heap) and hand the stored tuple to the
  *	  caller's slot: our slots (encrypted_heap_slot.c) keep it by reference
  *	  and decrypt a column only when it is read; other slots get a decrypted
- *	  copy, header included.  Callbacks that only look at tuple headers
+ *	  copy, header included.  A row lock hands over the tuple heap left in
+ *	  its slot whatever the result, as heap does (ON CONFLICT reads xmin of
+ *	  a row it could not lock).  Callbacks that only look at tuple headers
  *	  (delete, vacuum, index deletion, sizes) are heap's own.
  *
  *	  Index builds and CLUSTER/VACUUM FULL live in encrypted_heap_build.c.
@@ -196,7 +201,21 @@ tde_form_with_header(TupleDesc desc, Datum *values, bool *isnull,
 					 HeapTuple stored)
 {
 	HeapTuple	result = heap_form_tuple(desc, values, isnull);
-	HeapTupleHeader hdr = result->t_data;
+
+	tde_copy_header(result, stored);
+	return result;
+}
+
+/*
+ * Give a plaintext tuple the transaction part of a stored tuple's header
+ * (xmin, xmax, cid, ctid, the transaction and update-chain flags), its
+ * t_self and its table: what system columns and update-chain logic read.
+ * The plaintext tuple's own layout (natts, null bitmap, hoff) stays.
+ */
+void
+tde_copy_header(HeapTuple plain, HeapTuple stored)
+{
+	HeapTupleHeader hdr = plain->t_data;
 
 	hdr->t_choice = stored->t_data->t_choice;
 	hdr->t_ctid = stored->t_data->t_ctid;
@@ -204,9 +223,8 @@ tde_form_with_header(TupleDesc desc, Datum *values, bool *isnull,
 		(stored->t_data->t_infomask & HEAP_XACT_MASK);
 	hdr->t_infomask2 = (hdr->t_infomask2 & HEAP_NATTS_MASK) |
 		(stored->t_data->t_infomask2 & ~HEAP_NATTS_MASK);
-	result->t_self = stored->t_self;
-	result->t_tableOid = stored->t_tableOid;
-	return result;
+	plain->t_self = stored->t_self;
+	plain->t_tableOid = stored->t_tableOid;
 }
 
 /*
@@ -622,7 +640,7 @@ eh_tuple_insert(Relation rel, TupleTableSlot *slot, CommandId cid,
 	HeapTuple	tuple = encrypt_slot(rel, slot, NULL, CurrentMemoryContext);
 
 	heap_insert(rel, tuple, cid, options, bistate);
-	ItemPointerCopy(&tuple->t_self, &slot->tts_tid);
+	tde_slot_written(slot, tuple);
 	heap_freetuple(tuple);
 }
 
@@ -634,7 +652,7 @@ eh_tuple_insert_speculative(Relation rel, TupleTableSlot *slot, CommandId cid,
 
 	HeapTupleHeaderSetSpeculativeToken(tuple->t_data, specToken);
 	heap_insert(rel, tuple, cid, options | HEAP_INSERT_SPECULATIVE, bistate);
-	ItemPointerCopy(&tuple->t_self, &slot->tts_tid);
+	tde_slot_written(slot, tuple);
 	heap_freetuple(tuple);
 }
 
@@ -659,7 +677,11 @@ eh_multi_insert(Relation rel, TupleTableSlot **slots, int nslots,
 	heap_multi_insert(rel, eslots, nslots, cid, options, bistate);
 	for (i = 0; i < nslots; i++)
 	{
-		slots[i]->tts_tid = eslots[i]->tts_tid;
+		/* heap set the header of our tuple, and only the slot's tid */
+		HeapTuple	tuple = ExecFetchSlotHeapTuple(eslots[i], false, NULL);
+
+		tuple->t_self = eslots[i]->tts_tid;
+		tde_slot_written(slots[i], tuple);
 		ExecDropSingleTupleTableSlot(eslots[i]);
 	}
 	MemoryContextSwitchTo(old);
@@ -676,7 +698,10 @@ eh_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot,
 	TM_Result	result;
 
 	result = heap_update(rel, otid, tuple, cid, crosscheck, wait, tmfd, lockmode);
-	ItemPointerCopy(&tuple->t_self, &slot->tts_tid);
+	if (result == TM_Ok)
+		tde_slot_written(slot, tuple);
+	else
+		ItemPointerCopy(&tuple->t_self, &slot->tts_tid);
 	*update_indexes = result == TM_Ok && !HeapTupleIsHeapOnly(tuple);
 	heap_freetuple(tuple);
 	return result;
@@ -692,7 +717,13 @@ eh_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot,
 
 	result = tde_heap_routine()->tuple_lock(rel, tid, snapshot, bslot, cid, mode,
 											wait_policy, flags, tmfd);
-	if (result == TM_Ok)
+
+	/*
+	 * Heap leaves the tuple in the slot for every result it does not return
+	 * early, failures included: ON CONFLICT DO UPDATE reads xmin of an
+	 * invisible tuple to tell "affected twice" from a bug.
+	 */
+	if (!TTS_EMPTY(bslot))
 		tde_store_from_bslot(rel, bslot, slot);
 	ExecDropSingleTupleTableSlot(bslot);
 	return result;

@@ -15,7 +15,22 @@
  *	             never exceeds ndecrypted)
  *	    plain    tuple is a plaintext tuple owned by the slot (materialized,
  *	             copied in, or formed from virtual values)
- *	    virtual  values only (ExecStoreVirtualTuple); no tuple
+ *	    virtual  values only (ExecStoreVirtualTuple); no tuple, and no
+ *	             system columns until the values are written
+ *
+ *	  System columns are what heap's slots show.  A stored tuple's header
+ *	  is the on-page one, and plaintext copies of it carry it along
+ *	  (tde_form_with_header).  When the table AM writes the slot's contents
+ *	  (insert, multi-insert, speculative insert, update), heap has just set
+ *	  xmin, cmin, xmax and the flags on the encrypted tuple it was given;
+ *	  tde_slot_written hands that header to the slot, as heap's own
+ *	  callbacks leave it in the tuple of their slot: a plain tuple takes it
+ *	  over, a virtual slot keeps a copy of it (no tuple is formed for it),
+ *	  and a stored tuple, which is not the one written, is materialized
+ *	  first (heap copies such a slot's tuple too).  ctid and tableoid are
+ *	  tts_tid and tts_tableOid, which every store keeps.  A slot of another
+ *	  kind given to a write (CREATE TABLE AS passes the query's) gets only
+ *	  its tid and table: the executor reads no system column from it.
  *
  *	  Decrypted values live in a per-slot context reset whenever the slot
  *	  is cleared, so memory does not grow with the rows read.
@@ -46,6 +61,12 @@ typedef struct EncryptedHeapSlot
 	bool		deformed;		/* tts_values filled from tuple */
 	int			ndecrypted;		/* tts_values[0 .. ndecrypted) are plaintext */
 	MemoryContext valcxt;		/* decrypted values; reset on clear */
+	bool		has_header;		/* virtual values written: header is valid */
+	union
+	{
+		HeapTupleHeaderData hdr;
+		char		bytes[MAXALIGN(SizeofHeapTupleHeader)];
+	}			header;			/* stored header of written virtual values */
 } EncryptedHeapSlot;
 
 static void
@@ -57,6 +78,7 @@ ehs_init(TupleTableSlot *slot)
 	s->plaincopy = NULL;
 	s->buffer = InvalidBuffer;
 	s->valcxt = NULL;
+	s->has_header = false;
 }
 
 static void
@@ -92,6 +114,7 @@ ehs_clear(TupleTableSlot *slot)
 	s->rel = NULL;
 	s->deformed = false;
 	s->ndecrypted = 0;
+	s->has_header = false;
 	slot->tts_nvalid = 0;
 	slot->tts_flags |= TTS_FLAG_EMPTY;
 	ItemPointerSetInvalid(&slot->tts_tid);
@@ -132,16 +155,37 @@ ehs_getsomeattrs(TupleTableSlot *slot, int natts)
 	slot->tts_nvalid = natts;
 }
 
+/*
+ * The header written for the slot's virtual values, as a tuple without
+ * data in *buf (enough for heap_getsysattr and tde_copy_header).
+ */
+static HeapTuple
+written_header(EncryptedHeapSlot *s, HeapTuple buf)
+{
+	Assert(s->has_header);
+	buf->t_data = &s->header.hdr;
+	buf->t_len = SizeofHeapTupleHeader;
+	buf->t_self = s->base.tts_tid;
+	buf->t_tableOid = s->base.tts_tableOid;
+	return buf;
+}
+
 static Datum
 ehs_getsysattr(TupleTableSlot *slot, int attnum, bool *isnull)
 {
 	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+	HeapTupleData hdrbuf;
 
-	if (s->tuple == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot retrieve a system column in this context")));
-	return heap_getsysattr(s->tuple, attnum, slot->tts_tupleDescriptor, isnull);
+	if (s->tuple != NULL)
+		return heap_getsysattr(s->tuple, attnum, slot->tts_tupleDescriptor,
+							   isnull);
+	if (s->has_header)
+		return heap_getsysattr(written_header(s, &hdrbuf), attnum,
+							   slot->tts_tupleDescriptor, isnull);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot retrieve a system column in this context")));
+	return (Datum) 0;			/* keep the compiler quiet */
 }
 
 /* A plaintext copy of what the slot holds, allocated in CurrentMemoryContext. */
@@ -149,15 +193,20 @@ static HeapTuple
 plain_copy(EncryptedHeapSlot *s)
 {
 	TupleTableSlot *slot = &s->base;
+	HeapTuple	tuple;
+	HeapTupleData hdrbuf;
 
 	if (s->tuple != NULL && s->plain)
 		return heap_copytuple(s->tuple);
 	slot_getallattrs(slot);
-	if (s->tuple == NULL)
-		return heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values,
-							   slot->tts_isnull);
-	return tde_form_with_header(slot->tts_tupleDescriptor, slot->tts_values,
-								slot->tts_isnull, s->tuple);
+	if (s->tuple != NULL)
+		return tde_form_with_header(slot->tts_tupleDescriptor, slot->tts_values,
+									slot->tts_isnull, s->tuple);
+	tuple = heap_form_tuple(slot->tts_tupleDescriptor, slot->tts_values,
+							slot->tts_isnull);
+	if (s->has_header)
+		tde_copy_header(tuple, written_header(s, &hdrbuf));
+	return tuple;
 }
 
 /* Own the plaintext tuple: no buffer pin, no ciphertext, no outside memory. */
@@ -186,6 +235,7 @@ ehs_materialize(TupleTableSlot *slot)
 	s->tuple = tuple;
 	s->plain = true;
 	s->rel = NULL;
+	s->has_header = false;		/* the tuple carries it now */
 	s->deformed = false;		/* old values may point into the page */
 	s->ndecrypted = 0;
 	slot->tts_nvalid = 0;
@@ -209,6 +259,33 @@ tde_slot_store_plain(TupleTableSlot *slot, HeapTuple tuple)
 	slot->tts_flags |= TTS_FLAG_SHOULDFREE;
 	slot->tts_tid = tuple->t_self;
 	slot->tts_tableOid = tuple->t_tableOid;
+}
+
+/*
+ * The table AM has written the slot's contents as the stored tuple
+ * "stored", whose header heap has just set (its t_self and t_tableOid
+ * name the new row): from now on the slot's system columns are that
+ * header's, as in heap's slot after heap's writes.  Slots of other kinds
+ * get the tid and table only (see the file header).
+ */
+void
+tde_slot_written(TupleTableSlot *slot, HeapTuple stored)
+{
+	EncryptedHeapSlot *s = (EncryptedHeapSlot *) slot;
+
+	slot->tts_tid = stored->t_self;
+	slot->tts_tableOid = stored->t_tableOid;
+	if (slot->tts_ops != &TTSOpsEncryptedHeap)
+		return;
+	if (s->tuple != NULL && !s->plain)
+		ehs_materialize(slot);	/* another row's stored tuple */
+	if (s->tuple != NULL)
+		tde_copy_header(s->tuple, stored);
+	else
+	{
+		memcpy(&s->header, stored->t_data, SizeofHeapTupleHeader);
+		s->has_header = true;
+	}
 }
 
 static void

@@ -96,6 +96,7 @@ extern void tde_decrypt_datums(Relation rel, TupleDesc desc, HeapTuple stored,
 							   MemoryContext cxt, bool keep_toast_pointers);
 extern HeapTuple tde_form_with_header(TupleDesc desc, Datum *values,
 									  bool *isnull, HeapTuple stored);
+extern void tde_copy_header(HeapTuple plain, HeapTuple stored);
 extern void tde_store_plain(HeapTuple plain, TupleTableSlot *slot);
 extern void tde_store_from_bslot(Relation rel, TupleTableSlot *bslot,
 								 TupleTableSlot *slot);
@@ -107,6 +108,7 @@ extern PGDLLIMPORT const TupleTableSlotOps TTSOpsEncryptedHeap;
 extern void tde_slot_store_stored(TupleTableSlot *slot, Relation rel,
 								  HeapTuple tuple, Buffer buffer);
 extern void tde_slot_store_plain(TupleTableSlot *slot, HeapTuple tuple);
+extern void tde_slot_written(TupleTableSlot *slot, HeapTuple stored);
 
 /* encrypted_heap_build.c */
 extern double tde_index_build_range_scan(Relation rel, Relation index,
