@@ -126,3 +126,37 @@ SELECT pg_temp.try(format('SELECT bsoncrypt.decrypt_value(%L)', :'tct'));
 SELECT pg_temp.try($$SELECT bsoncrypt.encrypt_value('{"": "t"}', 'tampered')$$);
 SELECT delete_key(:'tk');
 RESET bsoncrypt.key_cache_ttl;
+
+-- dates of key documents: BSON dates are milliseconds since 1970; what a
+-- key vault row holds is a timestamptz, so imports take the dates that
+-- timestamptz holds (4714-11-24 BC to 294276-12-31 AD, UTC) and exports
+-- refuse non-finite ones
+CREATE FUNCTION pg_temp.dated(created text, updated text) RETURNS bsoncrypt.bson LANGUAGE sql AS $$
+    SELECT format('{"_id": {"$binary": {"base64": "EjRWeJq83vASNFZ4mrze8A==", "subType": "04"}}, "keyMaterial": {"$binary": {"base64": "%s", "subType": "00"}}, "creationDate": {"$date": {"$numberLong": "%s"}}, "updateDate": {"$date": {"$numberLong": "%s"}}, "status": 0, "masterKey": {"provider": "local"}}',
+                  replace(encode(decode(bson_to_json(d, true)::jsonb #>> '{keyMaterial,$binary,base64}', 'base64'), 'base64'), E'\n', ''),
+                  created, updated)::bsoncrypt.bson
+    FROM pg_temp.kdoc
+$$;
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.dated('9223372036854775807', '0'))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.dated('0', '-9223372036854775808'))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.dated('-210866803200001', '0'))$$);
+SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.dated('0', '9224318016000000'))$$);
+SELECT count(*) AS none_imported FROM key_vault WHERE _id = '12345678-9abc-def0-1234-56789abcdef0';
+-- the limits import, and round-trip exactly through get_key and import_key
+SELECT import_key(pg_temp.dated('-210866803200000', '9224318015999999')) AS limits \gset
+SELECT (creation_date AT TIME ZONE 'UTC')::text AS created, (update_date AT TIME ZONE 'UTC')::text AS updated
+  FROM key_vault WHERE _id = :'limits';
+SELECT get_key(:'limits') = pg_temp.dated('-210866803200000', '9224318015999999') AS exported_exactly;
+CREATE TEMP TABLE limits_doc AS SELECT get_key(:'limits') AS d;
+SELECT delete_key(:'limits');
+SELECT import_key(d) = :'limits' AS reimported FROM limits_doc;
+SELECT get_key(:'limits') = d AS same_document FROM limits_doc;
+SELECT delete_key(:'limits');
+-- a key vault row cannot hold an infinite date, and none is exported
+SELECT pg_temp.try(format($$UPDATE bsoncrypt.key_vault SET update_date = 'infinity' WHERE _id = %L$$, :'kv1'));
+SELECT pg_temp.try(format($$SELECT bsoncrypt._key_document(ROW(k._id, k.key_alt_names, k.key_material, k.master_key,
+        k.master_key_version, k.creation_date, 'infinity', k.status)::bsoncrypt.key_vault)
+    FROM bsoncrypt.key_vault k WHERE k._id = %L$$, :'kv1'));
+SELECT pg_temp.try(format($$SELECT bsoncrypt._key_document(ROW(k._id, k.key_alt_names, k.key_material, k.master_key,
+        k.master_key_version, '-infinity', k.update_date, k.status)::bsoncrypt.key_vault)
+    FROM bsoncrypt.key_vault k WHERE k._id = %L$$, :'kv1'));

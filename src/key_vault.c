@@ -31,23 +31,47 @@ PG_FUNCTION_INFO_V1(bsoncrypt_find_master_key_version);
 PG_FUNCTION_INFO_V1(bsoncrypt_key_document);
 PG_FUNCTION_INFO_V1(bsoncrypt_parse_key_document);
 
-/* microseconds between the PostgreSQL and Unix epochs */
-#define PG_UNIX_EPOCH_DIFF_USECS \
-	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+/*
+ * BSON dates are milliseconds since 1970.  A key vault row holds its dates
+ * as timestamptz (microseconds since 2000, within MIN_TIMESTAMP and
+ * END_TIMESTAMP), so the BSON dates it can hold are those between these
+ * two, and every finite timestamptz has one (to the millisecond).
+ */
+#define PG_UNIX_EPOCH_DIFF_MSECS \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000)
+#define BSON_DATE_MIN (MIN_TIMESTAMP / 1000 + PG_UNIX_EPOCH_DIFF_MSECS)
+#define BSON_DATE_MAX ((END_TIMESTAMP - 1) / 1000 + PG_UNIX_EPOCH_DIFF_MSECS)
 
+/* The BSON date of a key's column; ERROR if it is not finite. */
 static int64
-timestamptz_to_bson_date(TimestampTz ts)
+timestamptz_to_bson_date(TimestampTz ts, const char *column, const pg_uuid_t *id)
 {
-	int64		usecs = ts + PG_UNIX_EPOCH_DIFF_USECS;
+	int64		msecs;
 
-	/* floor division, so dates before 1970 round the same way */
-	return usecs >= 0 ? usecs / 1000 : -((-usecs + 999) / 1000);
+	if (TIMESTAMP_NOT_FINITE(ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
+				 errmsg("cannot export data key %s: its %s is %s",
+						uuid_to_cstring(id), column,
+						TIMESTAMP_IS_NOBEGIN(ts) ? "-infinity" : "infinity"),
+				 errhint("A key-vault document holds finite dates only; set %s to a finite time.",
+						 column)));
+	/* floor division, so dates before 2000 round the same way */
+	msecs = ts >= 0 ? ts / 1000 : -((-ts + 999) / 1000);
+	return msecs + PG_UNIX_EPOCH_DIFF_MSECS;
 }
 
+/* The timestamptz of a key document's date field; ERROR if out of range. */
 static TimestampTz
-bson_date_to_timestamptz(int64 msecs)
+bson_date_to_timestamptz(int64 msecs, const char *field, const pg_uuid_t *id)
 {
-	return msecs * 1000 - PG_UNIX_EPOCH_DIFF_USECS;
+	if (msecs < BSON_DATE_MIN || msecs > BSON_DATE_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
+				 errmsg("%s of data key %s is out of range: " INT64_FORMAT " milliseconds since 1970",
+						field, uuid_to_cstring(id), msecs),
+				 errhint("The dates of a key-vault document must lie between 4714-11-24 00:00:00 BC and 294276-12-31 23:59:59.999 UTC, what timestamptz holds.")));
+	return (msecs - PG_UNIX_EPOCH_DIFF_MSECS) * 1000;
 }
 
 /*
@@ -177,8 +201,10 @@ bsoncrypt_key_document(PG_FUNCTION_ARGS)
 		append_alt_names(&doc, alt_names);
 	bson_append_binary(&doc, "keyMaterial", 11, BSON_SUBTYPE_BINARY,
 					   (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material));
-	bson_append_date_time(&doc, "creationDate", 12, timestamptz_to_bson_date(created));
-	bson_append_date_time(&doc, "updateDate", 10, timestamptz_to_bson_date(updated));
+	bson_append_date_time(&doc, "creationDate", 12,
+						  timestamptz_to_bson_date(created, "creation_date", id));
+	bson_append_date_time(&doc, "updateDate", 10,
+						  timestamptz_to_bson_date(updated, "update_date", id));
 	bson_append_int32(&doc, "status", 6, status);
 	bson_init_from_data(&master, master_key);
 	bson_append_document(&doc, "masterKey", 9, &master);
@@ -271,8 +297,12 @@ enum
 	KD_ID, KD_ALT_NAMES, KD_MATERIAL, KD_MASTER_KEY, KD_CREATED, KD_UPDATED, KD_STATUS, KD_NFIELDS
 };
 
+/*
+ * One field of a key document into values (dates into msecs, converted
+ * once the _id is known, so that errors can name the key).
+ */
 static void
-parse_key_field(const bson_iter_t *iter, Datum *values, bool *seen)
+parse_key_field(const bson_iter_t *iter, Datum *values, bool *seen, int64 *msecs)
 {
 	const char *field = bson_iter_key(iter);
 	bson_subtype_t subtype;
@@ -330,7 +360,7 @@ parse_key_field(const bson_iter_t *iter, Datum *values, bool *seen)
 
 		if (!BSON_ITER_HOLDS_DATE_TIME(iter))
 			refuse_key_document(psprintf("%s must be a date", field));
-		values[which] = TimestampTzGetDatum(bson_date_to_timestamptz(bson_iter_date_time(iter)));
+		msecs[which] = bson_iter_date_time(iter);
 		seen[which] = true;
 	}
 	else if (strcmp(field, "status") == 0)
@@ -356,6 +386,7 @@ bsoncrypt_parse_key_document(PG_FUNCTION_ARGS)
 	Datum		values[KD_NFIELDS];
 	bool		nulls[KD_NFIELDS];
 	bool		seen[KD_NFIELDS] = {false};
+	int64		msecs[KD_NFIELDS] = {0};
 	static const char *const required[KD_NFIELDS] = {
 		"_id", NULL, "keyMaterial", "masterKey", "creationDate", "updateDate", "status"
 	};
@@ -366,13 +397,17 @@ bsoncrypt_parse_key_document(PG_FUNCTION_ARGS)
 	if (!bson_iter_init(&iter, &doc))
 		refuse_key_document("not a document");
 	while (bson_iter_next(&iter))
-		parse_key_field(&iter, values, seen);
+		parse_key_field(&iter, values, seen, msecs);
 	for (int i = 0; i < KD_NFIELDS; i++)
 	{
 		if (!seen[i] && required[i] != NULL)
 			refuse_key_document(psprintf("no \"%s\" field", required[i]));
 		nulls[i] = false;
 	}
+	values[KD_CREATED] = TimestampTzGetDatum(bson_date_to_timestamptz(msecs[KD_CREATED], "creationDate",
+																	  DatumGetUUIDP(values[KD_ID])));
+	values[KD_UPDATED] = TimestampTzGetDatum(bson_date_to_timestamptz(msecs[KD_UPDATED], "updateDate",
+																	  DatumGetUUIDP(values[KD_ID])));
 	if (!seen[KD_ALT_NAMES])
 		values[KD_ALT_NAMES] = PointerGetDatum(construct_empty_array(TEXTOID));
 	desc = BlessTupleDesc(desc);

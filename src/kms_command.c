@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <unistd.h>
+
 #include "lib/stringinfo.h"
 #include "storage/fd.h"
 
@@ -54,13 +56,19 @@ build_command(const char *version)
 	return cmd.data;
 }
 
-/* Run the command; returns its first output line in buf (caller zeroes). */
+/*
+ * Run the command; returns its output in buf (caller zeroes).  The pipe is
+ * read with read(2), never through stdio, whose buffer would go back to
+ * malloc still holding the key.
+ */
 static void
 run_key_command(const char *version, char *buf, size_t bufsize)
 {
 	char	   *cmd = build_command(version);
 	FILE	   *pipe;
-	size_t		n;
+	size_t		n = 0;
+	ssize_t		got = 0;
+	int			read_errno = 0;
 	int			rc;
 
 	fflush(NULL);
@@ -70,12 +78,38 @@ run_key_command(const char *version, char *buf, size_t bufsize)
 				(errcode_for_file_access(),
 				 errmsg("could not run master key command for version \"%s\": %m",
 						version ? version : "(current)")));
-	n = fread(buf, 1, bufsize - 1, pipe);
+	while (n < bufsize - 1)
+	{
+		got = read(fileno(pipe), buf + n, bufsize - 1 - n);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		n += got;
+	}
+	if (got < 0)
+		read_errno = errno;
 	buf[n] = '\0';
 	/* drain anything longer so the command does not die of SIGPIPE */
-	while (n == bufsize - 1 && fgetc(pipe) != EOF)
-		;
+	if (n == bufsize - 1)
+	{
+		char		drain[256];
+
+		while ((got = read(fileno(pipe), drain, sizeof(drain))) > 0 ||
+			   (got < 0 && errno == EINTR))
+			;
+		explicit_bzero(drain, sizeof(drain));
+	}
 	rc = ClosePipeStream(pipe);
+	if (read_errno != 0)
+	{
+		explicit_bzero(buf, bufsize);
+		errno = read_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read the output of the master key command for version \"%s\": %m",
+						version ? version : "(current)")));
+	}
 	if (rc != 0)
 	{
 		explicit_bzero(buf, bufsize);

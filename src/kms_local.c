@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@
 #include "kms.h"
 
 #define LOCAL_DEFAULT_VERSION "default"
-#define KEY_LINE_MAX 1024
+#define KEY_LINE_MAX 1024		/* longer lines are malformed */
 
 typedef struct LocalKeyLine
 {
@@ -95,64 +96,161 @@ parse_key_line(char *line, LocalKeyLine *entry, bool *named)
 }
 
 /*
+ * Reading the key file: with read(2) into buffers of our own, zeroed after
+ * use (a stdio buffer would go back to malloc still holding the keys), and
+ * growing the ring by hand (repalloc would free the old array unzeroed).
+ */
+typedef struct KeyFileReader
+{
+	const char *path;
+	int			fd;
+	char		chunk[KEY_LINE_MAX];	/* bytes read from the file */
+	char		line[KEY_LINE_MAX];		/* the line being assembled */
+	size_t		len;			/* of line */
+	bool		overlong;		/* the line did not fit */
+	int			lineno;
+	LocalKeyLine *ring;
+	int			capacity;
+	int			count;			/* keys in ring */
+	bool		any_unnamed;
+} KeyFileReader;
+
+/* Zero what held key bytes and close the file; the ring too if free_ring. */
+static void
+key_file_reader_end(KeyFileReader *r, bool free_ring)
+{
+	explicit_bzero(r->chunk, sizeof(r->chunk));
+	explicit_bzero(r->line, sizeof(r->line));
+	if (free_ring && r->ring != NULL)
+	{
+		explicit_bzero(r->ring, sizeof(LocalKeyLine) * r->capacity);
+		pfree(r->ring);
+		r->ring = NULL;
+	}
+	if (r->fd >= 0)
+	{
+		CloseTransientFile(r->fd);
+		r->fd = -1;
+	}
+}
+
+/* Room for one more key in the ring. */
+static void
+key_ring_reserve(KeyFileReader *r)
+{
+	LocalKeyLine *grown;
+
+	if (r->count < r->capacity)
+		return;
+	grown = palloc0(sizeof(LocalKeyLine) * r->capacity * 2);
+	memcpy(grown, r->ring, sizeof(LocalKeyLine) * r->count);
+	explicit_bzero(r->ring, sizeof(LocalKeyLine) * r->capacity);
+	pfree(r->ring);
+	r->ring = grown;
+	r->capacity *= 2;
+}
+
+/* The line assembled in r->line is complete: parse it into the ring. */
+static void
+key_file_take_line(KeyFileReader *r)
+{
+	char	   *start;
+	bool		named;
+
+	r->lineno++;
+	r->line[r->len] = '\0';
+	r->line[strcspn(r->line, "\r")] = '\0';
+	start = r->line + strspn(r->line, " \t");
+	if (*start == '#' || (*start == '\0' && !r->overlong))
+		return;
+	key_ring_reserve(r);
+	if (r->overlong || !parse_key_line(start, &r->ring[r->count], &named) ||
+		(!named && (r->any_unnamed || r->count > 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("invalid master key in local master key file \"%s\", line %d", r->path, r->lineno),
+				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-'.")));
+	r->any_unnamed |= !named;
+	r->count++;
+}
+
+/* Read the whole file into r->ring. */
+static void
+key_file_read(KeyFileReader *r)
+{
+	for (;;)
+	{
+		ssize_t		got = read(r->fd, r->chunk, sizeof(r->chunk));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read local master key file \"%s\": %m", r->path)));
+		if (got == 0)
+			break;
+		for (ssize_t i = 0; i < got; i++)
+		{
+			if (r->chunk[i] == '\n')
+			{
+				key_file_take_line(r);
+				r->len = 0;
+				r->overlong = false;
+			}
+			else if (r->len < sizeof(r->line) - 1)
+				r->line[r->len++] = r->chunk[i];
+			else
+				r->overlong = true;
+		}
+	}
+	if (r->len > 0 || r->overlong)
+		key_file_take_line(r);
+}
+
+/*
  * Read the whole key ring.  Returns a palloc'd array of *count entries that
  * the caller must explicit_bzero and pfree.
  */
 static LocalKeyLine *
 read_key_ring(int *count)
 {
-	const char *path = local_key_file();
-	FILE	   *file;
-	char		line[KEY_LINE_MAX];
-	int			lineno = 0;
-	int			n = 0;
-	int			capacity = 4;
-	bool		any_unnamed = false;
-	LocalKeyLine *ring = palloc0(sizeof(LocalKeyLine) * capacity);
+	KeyFileReader r;
 
-	check_key_file_permissions(path);
-	file = AllocateFile(path, "r");
-	if (file == NULL)
+	memset(&r, 0, sizeof(r));
+	r.path = local_key_file();
+	r.fd = -1;
+	check_key_file_permissions(r.path);
+	r.capacity = 4;
+	r.ring = palloc0(sizeof(LocalKeyLine) * r.capacity);
+	r.fd = OpenTransientFile(r.path, O_RDONLY | PG_BINARY);
+	if (r.fd < 0)
+	{
+		int			save_errno = errno;
+
+		key_file_reader_end(&r, true);
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open local master key file \"%s\": %m", path)));
-	while (fgets(line, sizeof(line), file) != NULL)
-	{
-		size_t		len = strcspn(line, "\r\n");
-		char	   *start = line + strspn(line, " \t");
-		bool		named;
-
-		lineno++;
-		line[len] = '\0';
-		if (*start == '\0' || *start == '#')
-			continue;
-		if (n == capacity)
-		{
-			capacity *= 2;
-			ring = repalloc(ring, sizeof(LocalKeyLine) * capacity);
-		}
-		if (!parse_key_line(start, &ring[n], &named) ||
-			(!named && (any_unnamed || n > 0)))
-		{
-			explicit_bzero(line, sizeof(line));
-			explicit_bzero(ring, sizeof(LocalKeyLine) * capacity);
-			FreeFile(file);
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIG_FILE_ERROR),
-					 errmsg("invalid master key in local master key file \"%s\", line %d", path, lineno),
-					 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-'.")));
-		}
-		any_unnamed |= !named;
-		n++;
+				 errmsg("could not open local master key file \"%s\": %m", r.path)));
 	}
-	explicit_bzero(line, sizeof(line));
-	FreeFile(file);
-	if (n == 0)
+	PG_TRY();
+	{
+		key_file_read(&r);
+	}
+	PG_CATCH();
+	{
+		key_file_reader_end(&r, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	key_file_reader_end(&r, r.count == 0);
+	if (r.count == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" holds no key", path)));
-	*count = n;
-	return ring;
+				 errmsg("local master key file \"%s\" holds no key", r.path)));
+	*count = r.count;
+	return r.ring;
 }
 
 static void

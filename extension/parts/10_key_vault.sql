@@ -10,7 +10,8 @@ CREATE TABLE key_vault (
     master_key_version text NOT NULL,           -- which version of that master key wrapped it
     creation_date      timestamptz NOT NULL DEFAULT now(),
     update_date        timestamptz NOT NULL DEFAULT now(),
-    status             integer NOT NULL DEFAULT 0
+    status             integer NOT NULL DEFAULT 0,
+    CONSTRAINT key_vault_dates_finite CHECK (isfinite(creation_date) AND isfinite(update_date))
 );
 COMMENT ON TABLE key_vault IS 'data encryption keys, wrapped by master keys (MongoDB key-vault schema)';
 
