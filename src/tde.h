@@ -8,6 +8,8 @@
  *	                         per-backend cache, AES-256-GCM of one value
  *	  tde_key_uses.c         how many encryptions each key has done
  *	                         (shared memory, bsoncrypt.relation_key_uses)
+ *	  tde_dropped_keys.c     keys of dropped files: the sql_drop trigger
+ *	                         and drop_unused_relation_keys()
  *	  encrypted_heap.c       the table AM: heap's routine wrapped, tuples
  *	                         encrypted on the way in, decrypted on the way out
  *	  encrypted_heap_slot.c  the slot that decrypts columns on demand

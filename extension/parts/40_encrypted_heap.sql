@@ -92,18 +92,12 @@ COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations and their curre
 
 -- Keys of relation files that no longer exist.  Drops, TRUNCATE and
 -- rewrites delete their old files' keys themselves; this finds what other
--- means left behind.  Returns how many rows were removed.
+-- means left behind.  It reads pg_class directly (not through SQL, which
+-- planner hooks such as Citus's may filter), so a key is deleted only when
+-- no relation of the database has its file.  Returns how many keys were
+-- deleted.
 CREATE FUNCTION drop_unused_relation_keys() RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    WITH gone AS (
-        DELETE FROM bsoncrypt.relation_keys k
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                            WHERE c.reltablespace = k.reltablespace
-                              AND c.relfilenode = k.relfilenode
-                              AND c.relfilenode <> 0)
-        RETURNING 1)
-    SELECT count(*) FROM gone
-$$;
+    AS 'MODULE_PATHNAME', 'bsoncrypt_drop_unused_relation_keys' LANGUAGE C;
 COMMENT ON FUNCTION drop_unused_relation_keys() IS
     'delete the keys of relation files that no longer exist';
 
@@ -111,17 +105,11 @@ COMMENT ON FUNCTION drop_unused_relation_keys() IS
 -- keys go in the same transaction.  The access method does this itself when
 -- bsoncrypt is loaded before the drop (shared_preload_libraries); a session
 -- that never loaded it (nothing opened the table before DROP) relies on this
--- trigger.  Runs as the extension's owner; a no-op while the extension
--- itself is being dropped.
+-- trigger.  It deletes the keys of exactly the files the command dropped:
+-- the relations of pg_event_trigger_dropped_objects(), whose pg_class rows
+-- this transaction deleted (read from the catalog); a no-op while the
+-- extension itself is being dropped.
 CREATE FUNCTION _drop_keys_of_dropped_files() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF to_regclass('bsoncrypt.relation_keys') IS NOT NULL
-       AND EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects()
-                    WHERE object_type IN ('table', 'materialized view')) THEN
-        PERFORM bsoncrypt.drop_unused_relation_keys();
-    END IF;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'bsoncrypt_drop_keys_of_dropped_files' LANGUAGE C;
 CREATE EVENT TRIGGER bsoncrypt_drop_relation_keys ON sql_drop
     EXECUTE FUNCTION _drop_keys_of_dropped_files();
