@@ -7,17 +7,20 @@
 #   keeps one key per table;
 # - with a small limit, values under each key are counted in the table
 #   itself (pageinspect reads the key number of every stored value): a key
-#   encrypts at most the limit, rolled-back writes count, and a crash
-#   (SIGKILL) never lets a key's count go back;
+#   encrypts at most the limit, also with four sessions writing one table at
+#   once, rolled-back writes count, and a crash (SIGKILL) never lets a key's
+#   count go back;
 # - a parallel CREATE TABLE AS (writes in parallel mode) counts its uses.
-# With bsoncrypt preloaded (counts in shared memory) and not preloaded
-# (each session reserves uses directly in relation_key_uses).
+# With bsoncrypt preloaded (counts in shared memory, 64 slots so that they
+# are evicted often) and not preloaded (each session reserves uses directly
+# in relation_key_uses).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use BsoncryptTest;
+use IPC::Run;
 use Time::HiRes qw(usleep);
 
 # values of a one-text-column table per key number, read from its pages:
@@ -58,10 +61,12 @@ sub crash_and_restart
 for my $preload ('bsoncrypt', '')
 {
 	my $label = $preload ? 'preloaded' : 'not preloaded';
+	# few shared slots: the churn and the 600 tables evict keys' counts all
+	# the time (they go on from the persisted bounds)
 	my $node = bsoncrypt_node('key_uses_' . ($preload ? 'pre' : 'nopre'), conf => qq{
 shared_preload_libraries = '$preload'
 max_worker_processes = 8
-});
+} . ($preload ? "bsoncrypt.at_rest_key_use_slots = 64\n" : ''));
 	$node->start;
 	$node->safe_psql('postgres', q{
 CREATE EXTENSION bsoncrypt;
@@ -134,6 +139,26 @@ INSERT INTO limited SELECT 'a' || g FROM generate_series(1, 2500) g;
 });
 	is(values_per_key($node, 'limited'), '1000,1000,500',
 		"$label: 2500 values under a limit of 1000: three keys of 1000, 1000 and 500 values");
+
+	# four sessions at once, one row per transaction, into one table
+	$node->safe_psql('postgres', 'CREATE TABLE shared_t (t text) USING encrypted_heap');
+	my @writers = map {
+		IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', qq{
+DO \$\$ BEGIN
+    FOR i IN 1..1250 LOOP
+        INSERT INTO shared_t VALUES ('w$_ ' || i);
+        COMMIT;
+    END LOOP;
+END \$\$} ])
+	} 1 .. 4;
+	my $writers_ok = 1;
+	$_->finish or $writers_ok = 0 for @writers;
+	ok($writers_ok, "$label: four sessions wrote 5000 rows");
+	my @per_key = split /,/, values_per_key($node, 'shared_t');
+	my $sum = 0;
+	$sum += $_ for @per_key;
+	is($sum, 5000, "$label: ... all of them in the file");
+	ok(!grep({ $_ > 1000 } @per_key), "$label: no key encrypted more than the limit (@per_key)");
 
 	$node->safe_psql('postgres', q{
 CREATE TABLE crashed (t text) USING encrypted_heap WITH (autovacuum_enabled = false);
