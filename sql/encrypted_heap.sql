@@ -424,9 +424,9 @@ DROP TABLE numbered;
 CREATE TABLE exhausted (t text) USING encrypted_heap;
 INSERT INTO exhausted VALUES ('under the only real key');
 INSERT INTO relation_keys (key_id, reltablespace, relfilenode, key_material, provider,
-                           master_key_version, uses_base, key_number)
+                           master_key_version, key_number)
 SELECT 2000000000 - n, k.reltablespace, k.relfilenode, k.key_material, k.provider,
-       k.master_key_version, k.uses_base, n
+       k.master_key_version, n
   FROM relation_keys k JOIN pg_class c
     ON (c.reltablespace, c.relfilenode) = (k.reltablespace, k.relfilenode),
        generate_series(0, 65535) n

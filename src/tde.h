@@ -6,6 +6,10 @@
  *
  *	  tde_keys.c             relation keys: bsoncrypt.relation_keys, the
  *	                         per-backend cache, AES-256-GCM of one value
+ *	  tde_key_uses.c         how many encryptions each key has done
+ *	                         (shared memory, bsoncrypt.relation_key_uses)
+ *	  tde_dropped_keys.c     keys of dropped files: the sql_drop trigger
+ *	                         and drop_unused_relation_keys()
  *	  encrypted_heap.c       the table AM: heap's routine wrapped, tuples
  *	                         encrypted on the way in, decrypted on the way out
  *	  encrypted_heap_slot.c  the slot that decrypts columns on demand
@@ -61,19 +65,35 @@
 #define Anum_relation_keys_master_key_version	6
 #define Anum_relation_keys_creation_date		7
 #define Anum_relation_keys_update_date			8
-#define Anum_relation_keys_uses_base			9
-#define Anum_relation_keys_key_number			10
-#define Natts_relation_keys						10
+#define Anum_relation_keys_key_number			9
+#define Natts_relation_keys						9
 
 typedef struct TdeKey TdeKey;	/* opaque: cached, unwrapped relation key */
 
+/*
+ * The extension's relations at-rest encryption uses: all Oids, in the order
+ * of the names in tde_keys.c's resolve_relids().
+ */
+typedef struct TdeRelids
+{
+	Oid			relation_keys;
+	Oid			relation_keys_pkey;
+	Oid			relation_keys_file;
+	Oid			relation_keys_file_number;
+	Oid			relation_key_ids;
+	Oid			relation_key_uses;
+	Oid			relation_key_uses_pkey;
+} TdeRelids;
+
 /* tde_keys.c */
+extern int	tde_key_max_uses;
 extern void tde_define_settings(void);
+extern const TdeRelids *tde_relids(bool missing_ok);
 extern void tde_create_file_key(const RelFileNode *rnode, char persistence);
 extern void tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 							   char persistence);
-extern void tde_drop_file_keys(Oid reltablespace, Oid relfilenode,
-							   char persistence);
+extern uint64 tde_drop_file_keys(Oid reltablespace, Oid relfilenode,
+								 char persistence);
 extern TdeKey *tde_current_key(Relation rel);
 extern TdeKey *tde_key_for_write(Relation rel);
 extern TdeKey *tde_key_by_id(int32 key_id);
@@ -82,6 +102,11 @@ extern struct varlena *tde_encrypt_value(TdeKey *key, AttrNumber attnum,
 extern struct varlena *tde_decrypt_value(Relation rel, AttrNumber attnum,
 										 struct varlena *stored,
 										 ItemPointer tid);
+
+/* tde_key_uses.c */
+extern void tde_key_uses_init(void);
+extern void tde_key_uses_insert(int32 key_id);
+extern bool tde_key_use(int32 key_id);
 
 /* encrypted_heap.c */
 extern int	tde_compress_min;

@@ -319,15 +319,17 @@ decrypted_change(Relation rel, ReorderBufferChange *change)
 }
 
 /*
- * bsoncrypt.relation_keys: its rows name this server's relation files and
- * hold their wrapped keys; no other server has a use for them.
+ * bsoncrypt.relation_keys (and relation_key_uses, their use counts): its
+ * rows name this server's relation files and hold their wrapped keys; no
+ * other server has a use for them.
  */
 static bool
 is_relation_keys(Relation rel)
 {
 	char	   *nsp;
 
-	if (strcmp(RelationGetRelationName(rel), "relation_keys") != 0)
+	if (strcmp(RelationGetRelationName(rel), "relation_keys") != 0 &&
+		strcmp(RelationGetRelationName(rel), "relation_key_uses") != 0)
 		return false;
 	nsp = get_namespace_name(RelationGetNamespace(rel));
 	return nsp != NULL && strcmp(nsp, "bsoncrypt") == 0;

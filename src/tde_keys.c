@@ -26,11 +26,22 @@
  *	  encryption, one for decryption, keyed once).  The cache is dropped
  *	  when relation_keys changes (a statement trigger sends a relcache
  *	  invalidation, as for the key vault, so a master-key rotation that
- *	  rewraps rows takes effect everywhere), and the "newest key of a file"
- *	  map also on transaction abort.  Key bytes are zeroed after use and
- *	  never appear in messages.  Rows are looked up with the catalog
- *	  snapshot (for a table that is not a catalog, a fresh MVCC snapshot
- *	  per lookup), which parallel workers may take too.
+ *	  rewraps rows, or a deleted key, takes effect everywhere), and the
+ *	  "newest key of a file" map also on transaction abort.  Key bytes are
+ *	  zeroed after use and never appear in messages.  Rows are looked up
+ *	  with the catalog snapshot (for a table that is not a catalog, a fresh
+ *	  MVCC snapshot per lookup), which parallel workers may take too.
+ *
+ *	  Invalidations arrive whenever a relation is opened or locked, that is
+ *	  in the middle of every lookup here.  So: the relids of the
+ *	  extension's tables are never forgotten once resolved (an invalidation
+ *	  of relation_keys is recognized also while they are being checked
+ *	  again), identifiers are copied out of cache entries before anything
+ *	  that may accept invalidations, and a row read from relation_keys is
+ *	  cached only if no flush happened while it was read (keys_generation);
+ *	  else it is read again.
+ *
+ *	  Use of each key is counted in tde_key_uses.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,7 +56,6 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/indexing.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_authid_d.h"
 #include "catalog/pg_type_d.h"
 #include "commands/sequence.h"
@@ -62,10 +72,12 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "kms.h"
 #include "tde.h"
+#include "trusted_sql.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_relation_keys_changed);
 
@@ -77,9 +89,7 @@ struct TdeKey
 	Oid			relfilenode;
 	EVP_CIPHER_CTX *enc;		/* keyed once; key schedule lives here */
 	EVP_CIPHER_CTX *dec;
-	int64		uses_base;		/* relation_key_uses when the key was made;
-								 * for a session key, its encryptions */
-	int64		lease_left;		/* encryptions this backend may still do */
+	int64		session_uses;	/* a session key's encryptions (exact) */
 };
 
 /* session keys (temporary tables): never flushed, swept when files go */
@@ -100,13 +110,23 @@ typedef struct NumberedKeyEntry
 #define KEY_NUMBER(key_id)	((uint16) ((uint32) (key_id) & 0xFFFF))
 
 static char *tde_key_provider = NULL;
-static int	tde_key_max_uses = 1 << 30;
+int			tde_key_max_uses = 1 << 30;
 
 static HTAB *keys_by_id = NULL;
 static HTAB *current_keys = NULL;
 static HTAB *numbered_keys = NULL;	/* file + key number -> key id */
-static Oid	relation_keys_oid = InvalidOid;
+static uint64 keys_generation = 0;	/* flushes of the caches above */
 static bool callbacks_registered = false;
+
+/*
+ * The extension's relations this file uses, resolved through
+ * bsoncrypt_relation_oid().  Kept once resolved: checked again after an
+ * invalidation of any of them (relids_generation moved), resolved again
+ * only if one is gone (the extension was dropped and made again).
+ */
+static TdeRelids relids;
+static uint64 relids_generation = 1;	/* invalidations of relids */
+static uint64 relids_checked = 0;	/* relids_generation when last checked */
 
 static HTAB *session_keys = NULL;	/* negative key id -> TdeKey */
 static HTAB *session_current = NULL;	/* file -> newest session key id */
@@ -131,6 +151,7 @@ void
 tde_define_settings(void)
 {
 	tde_define_decoding_settings();
+	tde_key_uses_init();
 	DefineCustomStringVariable("bsoncrypt.at_rest_key_provider",
 							   "Master-key provider that wraps new relation keys of encrypted_heap tables.",
 							   "\"local\" or \"command\"; existing keys keep the provider they were wrapped with.",
@@ -150,7 +171,7 @@ tde_define_settings(void)
 	DefineCustomIntVariable("bsoncrypt.at_rest_key_max_uses",
 							"Encryptions after which a relation file gets a new key.",
 							"AES-GCM with random nonces allows about 2^32 encryptions per key; "
-							"use is counted conservatively (in leases of a global counter).",
+							"use is counted per key, conservatively (never below the truth, also across crashes).",
 							&tde_key_max_uses,
 							1 << 30, 1000, INT_MAX,
 							PGC_SUSET,
@@ -178,6 +199,7 @@ free_key(TdeKey *key)
 static void
 flush_current_keys(void)
 {
+	keys_generation++;
 	if (current_keys != NULL)
 	{
 		hash_destroy(current_keys);
@@ -207,14 +229,29 @@ flush_all_keys(void)
 	flush_current_keys();
 }
 
+static bool
+is_watched_relid(Oid relid)
+{
+	const Oid  *oids = (const Oid *) &relids;
+
+	for (int i = 0; i < sizeof(relids) / sizeof(Oid); i++)
+		if (oids[i] == relid)
+			return true;
+	return false;
+}
+
+/*
+ * An invalidation of relation_keys (or all relations): flush the key
+ * caches.  The relids stay known, so that later invalidations are
+ * recognized too; they are checked again at the next use.
+ */
 static void
 relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == relation_keys_oid)
-	{
+	if (relid == InvalidOid || relid == relids.relation_keys)
 		flush_all_keys();
-		relation_keys_oid = InvalidOid;
-	}
+	if (relid == InvalidOid || is_watched_relid(relid))
+		relids_generation++;
 }
 
 static void undo_session_key_moves(SubTransactionId subid);
@@ -282,33 +319,68 @@ init_caches(void)
 									 3 * sizeof(Oid), sizeof(NumberedKeyEntry));
 }
 
-/* A relation of the extension's schema; InvalidOid if missing and missing_ok. */
-static Oid
-bsoncrypt_relid_extended(const char *name, bool missing_ok)
+/* do all relids still name relations? (catalog caches; no SQL) */
+static bool
+relids_exist(const TdeRelids *r)
 {
-	Oid			nsp = get_namespace_oid("bsoncrypt", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+	const Oid  *oids = (const Oid *) r;
 
-	if (!OidIsValid(relid) && !missing_ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation bsoncrypt.%s does not exist", name),
-				 errhint("Run CREATE EXTENSION bsoncrypt in this database.")));
-	return relid;
+	for (int i = 0; i < sizeof(*r) / sizeof(Oid); i++)
+		if (!OidIsValid(oids[i]) ||
+			!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(oids[i])))
+			return false;
+	return true;
 }
 
-static Oid
-bsoncrypt_relid(const char *name)
+/*
+ * Resolve every relid by name among the extension's own relations; false
+ * if one is missing and missing_ok (the extension is not installed, or is
+ * being dropped: its relations go one by one).
+ */
+static bool
+resolve_relids(TdeRelids *r, bool missing_ok)
 {
-	return bsoncrypt_relid_extended(name, false);
+	static const char *const names[] = {
+		"relation_keys", "relation_keys_pkey", "relation_keys_file",
+		"relation_keys_file_number", "relation_key_ids", "relation_key_uses",
+		"relation_key_uses_pkey"
+	};
+	Oid		   *oids = (Oid *) r;
+
+	StaticAssertStmt(lengthof(names) == sizeof(TdeRelids) / sizeof(Oid),
+					 "a name for every relid");
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		oids[i] = bsoncrypt_relation_oid(names[i], missing_ok);
+		if (!OidIsValid(oids[i]))
+			return false;
+	}
+	return true;
 }
 
-static Oid
-relation_keys_relid(void)
+/*
+ * The extension's relations used by at-rest encryption; NULL if the
+ * extension is not installed and missing_ok.  Callers copy the oids they
+ * need before opening anything (which may move them).
+ */
+const TdeRelids *
+tde_relids(bool missing_ok)
 {
-	if (!OidIsValid(relation_keys_oid))
-		relation_keys_oid = bsoncrypt_relid("relation_keys");
-	return relation_keys_oid;
+	uint64		generation = relids_generation;
+	TdeRelids	resolved;
+
+	init_caches();				/* registers the invalidation callback */
+	if (relids_checked == generation)
+		return &relids;
+	if (!relids_exist(&relids))
+	{
+		if (!resolve_relids(&resolved, missing_ok))
+			return NULL;
+		relids = resolved;
+	}
+	/* valid until the next invalidation, also one that came meanwhile */
+	relids_checked = generation;
+	return &relids;
 }
 
 /* Key the OpenSSL contexts of a cache entry; the caller zeroes raw. */
@@ -329,8 +401,7 @@ key_contexts(TdeKey *key, const uint8 *raw)
 }
 
 static TdeKey *
-cache_key(HTAB *cache, int32 key_id, Oid spc, Oid relnode, int64 uses_base,
-		  const uint8 *raw)
+cache_key(HTAB *cache, int32 key_id, Oid spc, Oid relnode, const uint8 *raw)
 {
 	TdeKey	   *key;
 	bool		found;
@@ -346,8 +417,7 @@ cache_key(HTAB *cache, int32 key_id, Oid spc, Oid relnode, int64 uses_base,
 	key->key_number = KEY_NUMBER(key_id);
 	key->reltablespace = spc;
 	key->relfilenode = relnode;
-	key->uses_base = uses_base;
-	key->lease_left = 0;
+	key->session_uses = 0;
 	key->enc = tmp.enc;
 	key->dec = tmp.dec;
 	return key;
@@ -492,7 +562,7 @@ create_session_key(const RelFileNode *rnode)
 	} while (session_key_by_number(file[0], file[1], KEY_NUMBER(last_session_key_id)) != NULL);
 	PG_TRY();
 	{
-		key = cache_key(session_keys, last_session_key_id, file[0], file[1], 0, raw);
+		key = cache_key(session_keys, last_session_key_id, file[0], file[1], raw);
 	}
 	PG_FINALLY();
 	{
@@ -619,11 +689,17 @@ set_numbered_key(Oid spc, Oid relnode, int32 key_id)
 	entry->key_id = key_id;
 }
 
-/* The id of the key of a relation file with this key number, or 0. */
+/*
+ * The id of a key of a relation file, or 0: the key with this key number
+ * if number >= 0, else the newest key of the file.
+ */
 static int32
-key_id_by_number(Oid spc, Oid relnode, uint16 number)
+file_key_id(Oid spc, Oid relnode, int number)
 {
-	Relation	rel = table_open(relation_keys_relid(), AccessShareLock);
+	TdeRelids	r = *tde_relids(false);
+	Relation	rel = table_open(r.relation_keys, AccessShareLock);
+	Relation	idx = index_open(number >= 0 ? r.relation_keys_file_number :
+								 r.relation_keys_file, AccessShareLock);
 	ScanKeyData skey[3];
 	SysScanDesc scan;
 	HeapTuple	tuple;
@@ -634,10 +710,10 @@ key_id_by_number(Oid spc, Oid relnode, uint16 number)
 	ScanKeyInit(&skey[1], Anum_relation_keys_relfilenode, BTEqualStrategyNumber,
 				F_OIDEQ, ObjectIdGetDatum(relnode));
 	ScanKeyInit(&skey[2], Anum_relation_keys_key_number, BTEqualStrategyNumber,
-				F_INT4EQ, Int32GetDatum((int32) number));
-	scan = systable_beginscan(rel, bsoncrypt_relid("relation_keys_file_number"), true,
-							  NULL, 3, skey);
-	tuple = systable_getnext(scan);
+				F_INT4EQ, Int32GetDatum(number));
+	scan = systable_beginscan_ordered(rel, idx, NULL, number >= 0 ? 3 : 2, skey);
+	/* relation_keys_file ends with key_id: the last is the newest */
+	tuple = systable_getnext_ordered(scan, BackwardScanDirection);
 	if (HeapTupleIsValid(tuple))
 	{
 		bool		isnull;
@@ -645,7 +721,8 @@ key_id_by_number(Oid spc, Oid relnode, uint16 number)
 		key_id = DatumGetInt32(heap_getattr(tuple, Anum_relation_keys_key_id,
 											RelationGetDescr(rel), &isnull));
 	}
-	systable_endscan(scan);
+	systable_endscan_ordered(scan);
+	index_close(idx, AccessShareLock);
 	table_close(rel, AccessShareLock);
 	return key_id;
 }
@@ -659,9 +736,6 @@ static TdeKey *
 key_by_number(Relation rel, uint16 number)
 {
 	Oid			file_number[3];
-	NumberedKeyEntry *entry;
-	int32		key_id;
-	TdeKey	   *key;
 
 	file_number[0] = normalize_tablespace(rel->rd_node.spcNode);
 	file_number[1] = rel->rd_node.relNode;
@@ -669,39 +743,42 @@ key_by_number(Relation rel, uint16 number)
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
 		return session_key_by_number(file_number[0], file_number[1], number);
 
-	init_caches();
-	entry = hash_search(numbered_keys, file_number, HASH_FIND, NULL);
-	if (entry != NULL)
+	for (;;)
 	{
-		key = tde_key_by_id(entry->key_id);
-		if (key != NULL)
+		uint64		generation = keys_generation;
+		NumberedKeyEntry *entry;
+		int32		key_id;
+		TdeKey	   *key;
+
+		init_caches();
+		entry = hash_search(numbered_keys, file_number, HASH_FIND, NULL);
+		key_id = entry != NULL ? entry->key_id :
+			file_key_id(file_number[0], file_number[1], number);
+		key = key_id != 0 ? tde_key_by_id(key_id) : NULL;
+		if (generation == keys_generation)
+		{
+			if (entry == NULL && key != NULL)
+				set_numbered_key(file_number[0], file_number[1], key_id);
 			return key;
+		}
+		/* the caches were flushed meanwhile: look again */
 	}
-	key_id = key_id_by_number(file_number[0], file_number[1], number);
-	if (key_id == 0)
-		return NULL;
-	key = tde_key_by_id(key_id);
-	if (key != NULL)
-		set_numbered_key(file_number[0], file_number[1], key_id);
-	return key;
 }
 
-
 /*
- * Create a new key for a relation file and make it the file's current key.
- * Runs in the caller's transaction; a temporary file gets a session key.
+ * Make a new key for a (not temporary) relation file, its relation_keys
+ * and relation_key_uses rows, and make it the file's current key; returns
+ * its id.
  */
-void
-tde_create_file_key(const RelFileNode *rnode, char persistence)
+static int32
+create_file_key(const RelFileNode *rnode)
 {
-	Oid			relid = relation_keys_relid();
-	Oid			seqid = bsoncrypt_relid("relation_key_ids");
+	TdeRelids	r = *tde_relids(false);
 	const KmsProvider *provider = kms_get_provider(tde_key_provider);
 	uint8		raw[TDE_KEY_LEN];
 	bytea	   *wrapped;
 	char	   *version = NULL;
 	int32		key_id;
-	int64		uses_base;
 	int			tries;
 	Relation	rel;
 	Datum		values[Natts_relation_keys];
@@ -710,11 +787,6 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	Oid			spc = normalize_tablespace(rnode->spcNode);
 
-	if (persistence == RELPERSISTENCE_TEMP)
-	{
-		create_session_key(rnode);
-		return;
-	}
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -733,11 +805,10 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 		{
 			if (++tries > TDE_KEY_NUMBERS)
 				report_key_numbers_used();
-			key_id = (int32) nextval_internal(seqid, false);
-		} while (key_id_by_number(spc, rnode->relNode, KEY_NUMBER(key_id)) != 0);
-		uses_base = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
+			key_id = (int32) nextval_internal(r.relation_key_ids, false);
+		} while (file_key_id(spc, rnode->relNode, KEY_NUMBER(key_id)) != 0);
 		init_caches();
-		cache_key(keys_by_id, key_id, spc, rnode->relNode, uses_base, raw);
+		cache_key(keys_by_id, key_id, spc, rnode->relNode, raw);
 	}
 	PG_FINALLY();
 	{
@@ -754,14 +825,14 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	values[Anum_relation_keys_master_key_version - 1] = CStringGetTextDatum(version);
 	values[Anum_relation_keys_creation_date - 1] = TimestampTzGetDatum(now);
 	values[Anum_relation_keys_update_date - 1] = TimestampTzGetDatum(now);
-	values[Anum_relation_keys_uses_base - 1] = Int64GetDatum(uses_base);
 	values[Anum_relation_keys_key_number - 1] = Int32GetDatum(KEY_NUMBER(key_id));
 
-	rel = table_open(relid, RowExclusiveLock);
+	rel = table_open(r.relation_keys, RowExclusiveLock);
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 	CatalogTupleInsert(rel, tuple);
 	heap_freetuple(tuple);
 	table_close(rel, RowExclusiveLock);
+	tde_key_uses_insert(key_id);
 
 	/*
 	 * Make the row visible to this command's own lookups at once (the caches
@@ -770,26 +841,42 @@ tde_create_file_key(const RelFileNode *rnode, char persistence)
 	 * invalidation, which others and we process at the next command.
 	 */
 	CommandCounterIncrement();
-	CacheInvalidateRelcacheByRelid(relid);
+	CacheInvalidateRelcacheByRelid(r.relation_keys);
 	set_current_key(spc, rnode->relNode, key_id);
 	set_numbered_key(spc, rnode->relNode, key_id);
+	return key_id;
+}
+
+/*
+ * Create a new key for a relation file and make it the file's current key.
+ * Runs in the caller's transaction; a temporary file gets a session key.
+ */
+void
+tde_create_file_key(const RelFileNode *rnode, char persistence)
+{
+	if (persistence == RELPERSISTENCE_TEMP)
+		(void) create_session_key(rnode);
+	else
+		(void) create_file_key(rnode);
 }
 
 /*
  * Run one statement on relation_keys through SPI, as the bootstrap
  * superuser (the table owner acting need not be able to write
- * relation_keys), with every name and operator schema-qualified.  Through
- * the executor, a concurrent update of the same rows (master-key rotation
- * rewrapping them) is waited for and the statement acts on the newest row
- * version (EvalPlanQual), where a direct heap update would fail with
- * "tuple concurrently updated".
+ * relation_keys), with every name and operator schema-qualified and the
+ * search_path pinned.  Through the executor, a concurrent update of the
+ * same rows (master-key rotation rewrapping them) is waited for and the
+ * statement acts on the newest row version (EvalPlanQual), where a direct
+ * heap update would fail with "tuple concurrently updated".  Returns the
+ * number of rows processed.
  */
-static void
+static uint64
 relation_keys_statement(const char *sql, int nargs, Oid *argtypes, Datum *values)
 {
 	Oid			save_userid;
 	int			save_sec_context;
 	int			rc;
+	uint64		processed;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
@@ -797,12 +884,14 @@ relation_keys_statement(const char *sql, int nargs, Oid *argtypes, Datum *values
 						   SECURITY_RESTRICTED_OPERATION);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, NULL, false, 0);
+	rc = bsoncrypt_spi_execute(sql, nargs, argtypes, values, NULL, false, 0);
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_with_args failed on bsoncrypt.relation_keys: %s",
 			 SPI_result_code_string(rc));
+	processed = SPI_processed;
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return processed;
 }
 
 /* ALTER TABLE SET TABLESPACE copied a file as it is: its keys follow it. */
@@ -833,89 +922,112 @@ tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 /*
  * A relation file goes away at commit (DROP, TRUNCATE, the old file of a
  * rewrite): delete its keys in the same transaction, so that they go with
- * it, or stay if it rolls back.  Nothing to do for temporary files
- * (session keys are swept) or before the extension's tables exist.
+ * it, or stay if it rolls back (their relation_key_uses rows go with them,
+ * ON DELETE CASCADE).  Nothing to do for temporary files (session keys
+ * are swept) or before the extension's tables exist.  Returns how many
+ * keys were deleted.
  */
-void
+uint64
 tde_drop_file_keys(Oid reltablespace, Oid relfilenode, char persistence)
 {
 	Oid			argtypes[2] = {OIDOID, OIDOID};
 	Datum		values[2];
+	uint64		deleted;
 
-	if (persistence == RELPERSISTENCE_TEMP ||
-		!OidIsValid(bsoncrypt_relid_extended("relation_keys", true)))
-		return;
+	if (persistence == RELPERSISTENCE_TEMP || tde_relids(true) == NULL)
+		return 0;
 	values[0] = ObjectIdGetDatum(normalize_tablespace(reltablespace));
 	values[1] = ObjectIdGetDatum(relfilenode);
-	relation_keys_statement("DELETE FROM bsoncrypt.relation_keys"
-							" WHERE reltablespace OPERATOR(pg_catalog.=) $1"
-							"   AND relfilenode OPERATOR(pg_catalog.=) $2",
-							2, argtypes, values);
+	deleted = relation_keys_statement("DELETE FROM bsoncrypt.relation_keys"
+									  " WHERE reltablespace OPERATOR(pg_catalog.=) $1"
+									  "   AND relfilenode OPERATOR(pg_catalog.=) $2",
+									  2, argtypes, values);
 	flush_current_keys();
+	return deleted;
 }
 
-/* Read and unwrap one relation_keys row into the cache. */
-static TdeKey *
-load_key_row(HeapTuple tuple, TupleDesc desc)
+/*
+ * Read relation key key_id and unwrap it into raw (the caller zeroes it),
+ * with the file it belongs to; false if relation_keys has no such row.
+ * May accept invalidations.
+ */
+static bool
+read_key(int32 key_id, uint8 *raw, Oid *spc, Oid *relnode)
 {
-	bool		isnull;
-	int32		key_id = DatumGetInt32(heap_getattr(tuple, Anum_relation_keys_key_id, desc, &isnull));
-	Oid			spc = DatumGetObjectId(heap_getattr(tuple, Anum_relation_keys_reltablespace, desc, &isnull));
-	Oid			relnode = DatumGetObjectId(heap_getattr(tuple, Anum_relation_keys_relfilenode, desc, &isnull));
-	bytea	   *material = DatumGetByteaPP(heap_getattr(tuple, Anum_relation_keys_key_material, desc, &isnull));
-	char	   *provider = TextDatumGetCString(heap_getattr(tuple, Anum_relation_keys_provider, desc, &isnull));
-	char	   *version = TextDatumGetCString(heap_getattr(tuple, Anum_relation_keys_master_key_version, desc, &isnull));
-	int64		uses_base = DatumGetInt64(heap_getattr(tuple, Anum_relation_keys_uses_base, desc, &isnull));
-	char	   *what = psprintf("relation key %d", key_id);
-	uint8		raw[TDE_KEY_LEN];
-	TdeKey	   *key;
+	TdeRelids	r = *tde_relids(false);
+	Relation	rel = table_open(r.relation_keys, AccessShareLock);
+	ScanKeyData skey;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bytea	   *material = NULL;
+	char	   *provider = NULL;
+	char	   *version = NULL;
 
-	PG_TRY();
+	ScanKeyInit(&skey, Anum_relation_keys_key_id, BTEqualStrategyNumber,
+				F_INT4EQ, Int32GetDatum(key_id));
+	scan = systable_beginscan(rel, r.relation_keys_pkey, true, NULL, 1, &skey);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
 	{
-		kms_unwrap_secret(kms_get_provider(provider), version,
-						  (const uint8_t *) VARDATA_ANY(material),
-						  VARSIZE_ANY_EXHDR(material),
-						  raw, sizeof(raw), what);
-		init_caches();
-		key = cache_key(keys_by_id, key_id, spc, relnode, uses_base, raw);
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+
+		*spc = DatumGetObjectId(heap_getattr(tuple, Anum_relation_keys_reltablespace, desc, &isnull));
+		*relnode = DatumGetObjectId(heap_getattr(tuple, Anum_relation_keys_relfilenode, desc, &isnull));
+		material = DatumGetByteaPCopy(heap_getattr(tuple, Anum_relation_keys_key_material, desc, &isnull));
+		provider = TextDatumGetCString(heap_getattr(tuple, Anum_relation_keys_provider, desc, &isnull));
+		version = TextDatumGetCString(heap_getattr(tuple, Anum_relation_keys_master_key_version, desc, &isnull));
 	}
-	PG_FINALLY();
-	{
-		explicit_bzero(raw, sizeof(raw));
-	}
-	PG_END_TRY();
-	return key;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (material == NULL)
+		return false;
+	kms_unwrap_secret(kms_get_provider(provider), version,
+					  (const uint8_t *) VARDATA_ANY(material),
+					  VARSIZE_ANY_EXHDR(material),
+					  raw, TDE_KEY_LEN, psprintf("relation key %d", key_id));
+	return true;
 }
 
 TdeKey *
 tde_key_by_id(int32 key_id)
 {
-	TdeKey	   *key;
-	Relation	rel;
-	ScanKeyData skey;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-
 	if (key_id < 0)
 	{
 		init_session_caches();
 		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
 	}
-	init_caches();
-	key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
-	if (key != NULL)
-		return key;
+	for (;;)
+	{
+		uint64		generation = keys_generation;
+		uint8		raw[TDE_KEY_LEN];
+		Oid			spc = InvalidOid;
+		Oid			relnode = InvalidOid;
+		bool		found;
+		TdeKey	   *key;
 
-	rel = table_open(relation_keys_relid(), AccessShareLock);
-	ScanKeyInit(&skey, Anum_relation_keys_key_id, BTEqualStrategyNumber,
-				F_INT4EQ, Int32GetDatum(key_id));
-	scan = systable_beginscan(rel, bsoncrypt_relid("relation_keys_pkey"), true,
-							  NULL, 1, &skey);
-	tuple = systable_getnext(scan);
-	key = HeapTupleIsValid(tuple) ? load_key_row(tuple, RelationGetDescr(rel)) : NULL;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return key;
+		init_caches();
+		key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
+		if (key != NULL)
+			return key;
+		PG_TRY();
+		{
+			found = read_key(key_id, raw, &spc, &relnode);
+			/* cached only if no flush came in while the row was read */
+			if (found && generation == keys_generation)
+			{
+				init_caches();
+				key = cache_key(keys_by_id, key_id, spc, relnode, raw);
+			}
+		}
+		PG_FINALLY();
+		{
+			explicit_bzero(raw, sizeof(raw));
+		}
+		PG_END_TRY();
+		if (!found || key != NULL)
+			return key;
+	}
 }
 
 /* The key new values of rel are encrypted with; created if the file has none. */
@@ -923,67 +1035,38 @@ TdeKey *
 tde_current_key(Relation rel)
 {
 	Oid			file[2];
-	FileKeyEntry *entry;
-	Relation	keyrel;
-	ScanKeyData skey[2];
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	int32		key_id = 0;
-	TdeKey	   *key;
 
 	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
 		return current_session_key(rel);
 	file[0] = normalize_tablespace(rel->rd_node.spcNode);
 	file[1] = rel->rd_node.relNode;
-	init_caches();
-	entry = hash_search(current_keys, file, HASH_FIND, NULL);
-	if (entry != NULL)
+	for (;;)
 	{
-		key = tde_key_by_id(entry->key_id);
-		if (key != NULL)
-			return key;
-	}
+		uint64		generation = keys_generation;
+		FileKeyEntry *entry;
+		int32		key_id;
+		TdeKey	   *key;
 
-	keyrel = table_open(relation_keys_relid(), AccessShareLock);
-	ScanKeyInit(&skey[0], Anum_relation_keys_reltablespace, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(file[0]));
-	ScanKeyInit(&skey[1], Anum_relation_keys_relfilenode, BTEqualStrategyNumber,
-				F_OIDEQ, ObjectIdGetDatum(file[1]));
-	scan = systable_beginscan_ordered(keyrel,
-									  index_open(bsoncrypt_relid("relation_keys_file"), AccessShareLock),
-									  NULL, 2, skey);
-	tuple = systable_getnext_ordered(scan, BackwardScanDirection);
-	if (HeapTupleIsValid(tuple))
-	{
-		bool		isnull;
-
-		key_id = DatumGetInt32(heap_getattr(tuple, Anum_relation_keys_key_id,
-											RelationGetDescr(keyrel), &isnull));
-	}
-	{
-		Relation	idx = scan->irel;
-
-		systable_endscan_ordered(scan);
-		index_close(idx, AccessShareLock);
-	}
-	table_close(keyrel, AccessShareLock);
-
-	if (key_id == 0)
-	{
-		/* a file without a key (should not happen): give it one now */
-		tde_create_file_key(&rel->rd_node, rel->rd_rel->relpersistence);
+		init_caches();
 		entry = hash_search(current_keys, file, HASH_FIND, NULL);
-		Assert(entry != NULL);
-		key_id = entry->key_id;
+		key_id = entry != NULL ? entry->key_id : file_key_id(file[0], file[1], -1);
+		if (key_id == 0)
+		{
+			/* a file without a key (should not happen): give it one now */
+			key_id = create_file_key(&rel->rd_node);
+		}
+		key = tde_key_by_id(key_id);
+		if (generation != keys_generation)
+			continue;			/* the caches were flushed meanwhile: look again */
+		if (key == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("relation key %d of relation \"%s\" is missing",
+							key_id, RelationGetRelationName(rel))));
+		if (entry == NULL)
+			set_current_key(file[0], file[1], key_id);
+		return key;
 	}
-	key = tde_key_by_id(key_id);
-	if (key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("relation key %d of relation \"%s\" is missing",
-						key_id, RelationGetRelationName(rel))));
-	set_current_key(file[0], file[1], key_id);
-	return key;
 }
 
 static void
@@ -1007,7 +1090,13 @@ rekey(Relation rel)
 		key = create_session_key(&rel->rd_node);
 	else
 	{
-		tde_create_file_key(&rel->rd_node, rel->rd_rel->relpersistence);
+		if (IsInParallelMode())
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+					 errmsg("a new relation key cannot be made during a parallel operation"),
+					 errdetail("The key reached bsoncrypt.at_rest_key_max_uses."),
+					 errhint("Run the statement without parallel workers (SET max_parallel_workers_per_gather = 0).")));
+		(void) create_file_key(&rel->rd_node);
 		key = tde_current_key(rel);
 	}
 	error_context_stack = callback.previous;
@@ -1015,14 +1104,9 @@ rekey(Relation rel)
 }
 
 /*
- * The key to encrypt one new value of rel with, counting the use.
- *
- * Use is counted in leases taken from the global, non-transactional
- * sequence relation_key_uses: a backend takes a lease of `lease` encryptions
- * of a key by one nextval.  The leases taken since the key was made (by
- * every backend, for every key) bound the key's encryptions from above,
- * across aborts and crashes; when the bound would pass
- * bsoncrypt.at_rest_key_max_uses, the file gets a new key.
+ * The key to encrypt one new value of rel with, counting the use
+ * (tde_key_uses.c); when the current key has done
+ * bsoncrypt.at_rest_key_max_uses encryptions, the file gets a new key.
  */
 TdeKey *
 tde_key_for_write(Relation rel)
@@ -1031,28 +1115,28 @@ tde_key_for_write(Relation rel)
 
 	if (key->key_id < 0)
 	{
-		/* a session key: uses_base counts its encryptions, exactly */
-		if (key->uses_base >= tde_key_max_uses)
+		/* a session key: counted exactly, in memory */
+		if (key->session_uses >= tde_key_max_uses)
 			key = rekey(rel);
-		key->uses_base++;
+		key->session_uses++;
 		return key;
 	}
-	if (key->lease_left <= 0)
+	for (;;)
 	{
-		int64		lease = Max(tde_key_max_uses / 1024, 1);
-		int32		key_id = key->key_id;
-		int64		taken = nextval_internal(bsoncrypt_relid("relation_key_uses"), false);
+		int32		key_id = key->key_id;	/* counting may flush the caches */
 
-		key = tde_key_by_id(key_id);	/* nextval may have run invalidations */
-		if (key == NULL || (taken - key->uses_base + 1) * lease > tde_key_max_uses)
+		if (tde_key_use(key_id))
 		{
-			/* a new key, made after this lease: its count starts here */
-			key = rekey(rel);
+			key = tde_key_by_id(key_id);
+			if (key == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("relation key %d of relation \"%s\" is missing",
+								key_id, RelationGetRelationName(rel))));
+			return key;
 		}
-		key->lease_left = lease;
+		key = rekey(rel);
 	}
-	key->lease_left--;
-	return key;
 }
 
 /* format byte, the key's full id, the column */

@@ -153,8 +153,8 @@ for my $relid (1 .. 3)
 	$table_secret{$relid} = $secret;
 	my $hex = unpack('H*', wrap_secret($key{v1}, $secret));
 	my ($ret, $out, $err) = $node->psql('postgres',
-		"INSERT INTO bsoncrypt.relation_keys (reltablespace, relfilenode, key_material, provider, master_key_version, uses_base, key_number)
-		 VALUES (0, (4000000000 + $relid)::oid, '\\x$hex', 'local', 'v1', 0, 0)");
+		"INSERT INTO bsoncrypt.relation_keys (reltablespace, relfilenode, key_material, provider, master_key_version, key_number)
+		 VALUES (0, (4000000000 + $relid)::oid, '\\x$hex', 'local', 'v1', 0)");
 	$relation_keys_ok = 0 if $ret != 0;
 	is($ret, 0, "a relation key wrapped by v1 (table $relid)") or diag($err);
 }

@@ -10,10 +10,6 @@
 -- plugin) reads the keys with its historic snapshot: the key of a file made
 -- in the decoded transaction, or of a table dropped since.
 CREATE SEQUENCE relation_key_ids AS integer;
--- Use of keys is counted in leases of bsoncrypt.at_rest_key_max_uses / 1024
--- encryptions taken from this counter (by every session, for every key);
--- (last_value - uses_base + 1) leases bound a key's use from above.
-CREATE SEQUENCE relation_key_uses AS bigint;
 CREATE TABLE relation_keys (
     key_id             integer PRIMARY KEY DEFAULT nextval('relation_key_ids'),
     reltablespace      oid NOT NULL,            -- pg_class.reltablespace of the file (0: database default)
@@ -23,7 +19,6 @@ CREATE TABLE relation_keys (
     master_key_version text NOT NULL,           -- which version of that master key wrapped it
     creation_date      timestamptz NOT NULL DEFAULT now(),
     update_date        timestamptz NOT NULL DEFAULT now(),
-    uses_base          bigint NOT NULL,             -- relation_key_uses when the key was made
     -- what stored values name the key by (16 bits): key_id & 65535, unique
     -- among the keys of one relation file
     key_number         integer NOT NULL CHECK (key_number BETWEEN 0 AND 65535)
@@ -32,6 +27,23 @@ ALTER SEQUENCE relation_key_ids OWNED BY relation_keys.key_id;
 CREATE INDEX relation_keys_file ON relation_keys (reltablespace, relfilenode, key_id);
 CREATE UNIQUE INDEX relation_keys_file_number ON relation_keys (reltablespace, relfilenode, key_number);
 COMMENT ON TABLE relation_keys IS 'keys of encrypted_heap relation files, wrapped by master keys';
+
+-- How many encryptions each key may have done: an upper bound of its uses,
+-- never lower than the truth, also after a crash, on a standby, after
+-- point-in-time recovery, and counting rolled-back writes.  Sessions count
+-- uses in shared memory (src/tde_key_uses.c) and reserve them here in
+-- blocks before handing them out: the row is inserted with its key and then
+-- only ever overwritten in place (WAL-logged, not transactional, no new row
+-- version), never UPDATEd, so rotation's UPDATEs of relation_keys never
+-- race with it.  Rows go with their keys (ON DELETE CASCADE).
+CREATE TABLE relation_key_uses (
+    key_id   integer PRIMARY KEY REFERENCES relation_keys ON DELETE CASCADE,
+    reserved bigint NOT NULL CHECK (reserved >= 0)  -- no key encrypts more than this
+) USING heap;
+COMMENT ON TABLE relation_key_uses IS 'how many encryptions each relation key may have done (a bound, persisted)';
+
+CREATE FUNCTION _key_uses_bound(key_id integer) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'bsoncrypt_key_uses_bound' LANGUAGE C STRICT VOLATILE PARALLEL SAFE;
 
 CREATE FUNCTION _relation_keys_changed() RETURNS trigger
     AS 'MODULE_PATHNAME', 'bsoncrypt_relation_keys_changed' LANGUAGE C;
@@ -68,9 +80,7 @@ SELECT c.oid::regclass AS relation,
        k.master_key_version,
        k.creation_date AS key_created,
        k.update_date AS key_updated,
-       (SELECT (s.last_value - k.uses_base + 1)
-               * greatest(current_setting('bsoncrypt.at_rest_key_max_uses')::bigint / 1024, 1)
-          FROM bsoncrypt.relation_key_uses s) AS key_uses_bound,
+       bsoncrypt._key_uses_bound(k.key_id) AS key_uses_bound,
        (SELECT count(*) FROM bsoncrypt.relation_keys a
          WHERE a.reltablespace = c.reltablespace AND a.relfilenode = c.relfilenode) AS keys
   FROM pg_catalog.pg_class c
@@ -82,18 +92,12 @@ COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations and their curre
 
 -- Keys of relation files that no longer exist.  Drops, TRUNCATE and
 -- rewrites delete their old files' keys themselves; this finds what other
--- means left behind.  Returns how many rows were removed.
+-- means left behind.  It reads pg_class directly (not through SQL, which
+-- planner hooks such as Citus's may filter), so a key is deleted only when
+-- no relation of the database has its file.  Returns how many keys were
+-- deleted.
 CREATE FUNCTION drop_unused_relation_keys() RETURNS bigint
-LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    WITH gone AS (
-        DELETE FROM bsoncrypt.relation_keys k
-         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                            WHERE c.reltablespace = k.reltablespace
-                              AND c.relfilenode = k.relfilenode
-                              AND c.relfilenode <> 0)
-        RETURNING 1)
-    SELECT count(*) FROM gone
-$$;
+    AS 'MODULE_PATHNAME', 'bsoncrypt_drop_unused_relation_keys' LANGUAGE C;
 COMMENT ON FUNCTION drop_unused_relation_keys() IS
     'delete the keys of relation files that no longer exist';
 
@@ -101,17 +105,11 @@ COMMENT ON FUNCTION drop_unused_relation_keys() IS
 -- keys go in the same transaction.  The access method does this itself when
 -- bsoncrypt is loaded before the drop (shared_preload_libraries); a session
 -- that never loaded it (nothing opened the table before DROP) relies on this
--- trigger.  Runs as the extension's owner; a no-op while the extension
--- itself is being dropped.
+-- trigger.  It deletes the keys of exactly the files the command dropped:
+-- the relations of pg_event_trigger_dropped_objects(), whose pg_class rows
+-- this transaction deleted (read from the catalog); a no-op while the
+-- extension itself is being dropped.
 CREATE FUNCTION _drop_keys_of_dropped_files() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF to_regclass('bsoncrypt.relation_keys') IS NOT NULL
-       AND EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects()
-                    WHERE object_type IN ('table', 'materialized view')) THEN
-        PERFORM bsoncrypt.drop_unused_relation_keys();
-    END IF;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'bsoncrypt_drop_keys_of_dropped_files' LANGUAGE C;
 CREATE EVENT TRIGGER bsoncrypt_drop_relation_keys ON sql_drop
     EXECUTE FUNCTION _drop_keys_of_dropped_files();

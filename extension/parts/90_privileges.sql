@@ -13,7 +13,7 @@ GRANT EXECUTE ON FUNCTION
     bson_cmp(bson, bson), bson_eq(bson, bson), bson_ne(bson, bson),
     bson_lt(bson, bson), bson_le(bson, bson), bson_gt(bson, bson), bson_ge(bson, bson),
     bson_hash(bson), bson_hash_extended(bson, bigint),
-    is_encrypted(regclass)
+    is_encrypted(regclass), _key_uses_bound(integer)
 TO PUBLIC;
 -- which relations are encrypted at rest, with which key version (no key material)
 GRANT SELECT ON encrypted_relations TO PUBLIC;
