@@ -10,16 +10,17 @@
  *	  search_path, ...).  So databases are registered by what knows the
  *	  extension is there: CREATE EXTENSION, rotate_master_key() and every
  *	  session whose bsoncrypt code finds the extension's tables register
- *	  their database when their transaction commits; DROP EXTENSION
- *	  unregisters it at commit, and the launcher forgets dropped databases.
- *	  (An extension created in a subtransaction that rolls back still
- *	  registers; the worker started there finds no extension in the
- *	  catalog, runs nothing and unregisters the database.)
+ *	  their database at once, durably (the file below is written before
+ *	  they go on), so that a rotation requested just before a crash is
+ *	  resumed after it; DROP EXTENSION unregisters the database at commit,
+ *	  and the launcher forgets dropped databases.  (A CREATE EXTENSION that
+ *	  rolls back leaves its database registered; the worker started there
+ *	  finds no extension in the catalog, runs nothing and unregisters it.)
  *
  *	  The registry lives in shared memory and in the file
  *	  $PGDATA/bsoncrypt_rotation_databases (one database OID per line),
- *	  which the launcher reads when it starts and rewrites (atomically)
- *	  when the registry changed.  The file travels with base backups; a
+ *	  which the launcher reads when it starts; it is rewritten atomically,
+ *	  under the registry's lock, by whoever changed the registry.  The file travels with base backups; a
  *	  database that pg_upgrade or a lost file leaves out is registered
  *	  again by its next use of bsoncrypt.
  *
@@ -59,8 +60,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static object_access_hook_type prev_object_access_hook = NULL;
 
-/* what this transaction does to the registry at commit */
-static bool register_at_commit = false;
+/* DROP EXTENSION in this transaction: unregister at commit */
 static bool unregister_at_commit = false;
 static bool registered_by_this_backend = false;
 static bool xact_callback_registered = false;
@@ -100,27 +100,24 @@ registry_find(Oid dboid)
 	return -1;
 }
 
+/* Add a database; the caller holds the lock exclusively. */
 static void
-registry_add(Oid dboid)
+registry_add_locked(Oid dboid)
 {
-	bool		report_full = false;
-
-	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
-	if (registry_find(dboid) < 0)
+	if (registry_find(dboid) >= 0)
+		return;
+	if (registry->ndatabases < REGISTRY_MAX)
 	{
-		if (registry->ndatabases < REGISTRY_MAX)
-		{
-			registry->databases[registry->ndatabases++] = dboid;
-			registry->dirty = true;
-		}
-		else if (!registry->full_reported)
-			report_full = registry->full_reported = true;
+		registry->databases[registry->ndatabases++] = dboid;
+		registry->dirty = true;
 	}
-	LWLockRelease(registry->lock);
-	if (report_full)
+	else if (!registry->full_reported)
+	{
+		registry->full_reported = true;
 		ereport(LOG,
 				(errmsg("bsoncrypt: more than %d databases have the extension; automatic rotation skips the others",
 						REGISTRY_MAX)));
+	}
 }
 
 void
@@ -197,54 +194,54 @@ rotation_registry_load(void)
 		oid = strtoul(line, &end, 10);
 		if (errno == 0 && end != line && (*end == '\n' || *end == '\0') &&
 			oid > 0 && oid <= PG_UINT32_MAX)
-			registry_add((Oid) oid);
+		{
+			LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+			registry_add_locked((Oid) oid);
+			LWLockRelease(registry->lock);
+		}
 	}
 	FreeFile(file);
 }
 
-/* Write the registry to its file if it changed; atomic and durable. */
-void
-rotation_registry_save(void)
+/*
+ * Write the registry to its file if it changed, atomically and durably;
+ * the caller holds the lock exclusively.  Failures are logged (never an
+ * error: registering must not fail what the session does) and retried by
+ * the next save.
+ */
+static void
+save_locked(void)
 {
-	List	   *dbs;
-	ListCell   *lc;
 	FILE	   *file;
 	bool		ok;
 
-	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
 	if (!registry->dirty)
-	{
-		LWLockRelease(registry->lock);
 		return;
-	}
-	registry->dirty = false;
-	LWLockRelease(registry->lock);
-
-	dbs = rotation_registry_list();
 	file = AllocateFile(REGISTRY_TMP_FILE, PG_BINARY_W);
 	ok = file != NULL;
 	if (ok)
 	{
 		fprintf(file, "# databases with the bsoncrypt extension (rotation launcher)\n");
-		foreach(lc, dbs)
-			fprintf(file, "%u\n", lfirst_oid(lc));
+		for (int i = 0; i < registry->ndatabases; i++)
+			fprintf(file, "%u\n", registry->databases[i]);
 		ok = fflush(file) == 0 && pg_fsync(fileno(file)) == 0;
 		ok = FreeFile(file) == 0 && ok;
 	}
-	if (ok)
-		ok = durable_rename(REGISTRY_TMP_FILE, REGISTRY_FILE, LOG) == 0;
-	else
+	if (!ok)
 		ereport(LOG,
 				(errcode_for_file_access(),
 				 errmsg("bsoncrypt: could not write \"%s\": %m", REGISTRY_TMP_FILE)));
-	if (!ok)
-	{
-		/* try again next time */
-		LWLockAcquire(registry->lock, LW_EXCLUSIVE);
-		registry->dirty = true;
-		LWLockRelease(registry->lock);
-	}
-	list_free(dbs);
+	else if (durable_rename(REGISTRY_TMP_FILE, REGISTRY_FILE, LOG) == 0)
+		registry->dirty = false;
+}
+
+/* Write the registry's file if the registry changed since. */
+void
+rotation_registry_save(void)
+{
+	LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+	save_locked();
+	LWLockRelease(registry->lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -255,19 +252,11 @@ rotation_registry_save(void)
 static void
 registry_xact_callback(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT)
-	{
-		if (unregister_at_commit)
-			rotation_registry_remove(MyDatabaseId);
-		else if (register_at_commit)
-		{
-			registry_add(MyDatabaseId);
-			registered_by_this_backend = true;
-		}
-	}
+	if (event == XACT_EVENT_COMMIT && unregister_at_commit)
+		rotation_registry_remove(MyDatabaseId);
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		register_at_commit = unregister_at_commit = false;
+		unregister_at_commit = false;
 }
 
 static void
@@ -282,18 +271,23 @@ ensure_xact_callback(void)
 
 /*
  * The extension is installed in this database (the caller found one of its
- * objects): register the database when the transaction commits.  Cheap
- * once the database is registered.
+ * objects): register the database, durably, before going on.  Cheap once
+ * it is registered.
  */
 void
 rotation_note_extension(void)
 {
-	if (registry == NULL || registered_by_this_backend || IsParallelWorker() ||
-		!IsTransactionState())
+	if (registry == NULL || registered_by_this_backend || IsParallelWorker())
 		return;
-	ensure_xact_callback();
-	register_at_commit = true;
-	unregister_at_commit = false;
+	if (!rotation_registry_contains(MyDatabaseId))
+	{
+		LWLockAcquire(registry->lock, LW_EXCLUSIVE);
+		registry_add_locked(MyDatabaseId);
+		save_locked();
+		LWLockRelease(registry->lock);
+	}
+	registered_by_this_backend = true;
+	unregister_at_commit = false;	/* DROP then CREATE EXTENSION */
 }
 
 /* DROP EXTENSION bsoncrypt: unregister the database when it commits. */
@@ -308,7 +302,6 @@ registry_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	{
 		ensure_xact_callback();
 		unregister_at_commit = true;
-		register_at_commit = false;
 		registered_by_this_backend = false; /* a CREATE EXTENSION may follow */
 	}
 }
