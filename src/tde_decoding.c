@@ -73,7 +73,8 @@
 #include "tde.h"
 
 #define TDE_PLUGIN_NAME "bsoncrypt"
-#define TDE_DECODERS_DIR "bsoncrypt_decoders"	/* links named like other plugins */
+#define TDE_DECODERS_DIR "bsoncrypt_decoders"	/* holds the link below */
+#define TDE_LINKED_PLUGIN "pgoutput"	/* the link's name: bsoncrypt as pgoutput */
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
@@ -570,20 +571,18 @@ check_plugin_allowed(const char *name)
 }
 
 /*
- * The plugin that a slot decoding through bsoncrypt hands its changes to:
- * for a slot of plugin "bsoncrypt", bsoncrypt.logical_decoding_plugin; for a
- * slot whose plugin name led to bsoncrypt's library (a link in
- * bsoncrypt_decoders named like another plugin, e.g. pgoutput), the plugin
- * of that name.
+ * The plugin that bsoncrypt hands its changes to: for a slot of plugin
+ * "bsoncrypt", bsoncrypt.logical_decoding_plugin; else bsoncrypt was loaded
+ * as "pgoutput" (the link in bsoncrypt_decoders), by the slot's plugin
+ * itself or by another plugin that wraps pgoutput (Citus's shard split
+ * decoder), and wraps the real pgoutput.
  */
 static const char *
 wrapped_plugin_name(void)
 {
-	const char *slot_plugin = MyReplicationSlot ?
-		NameStr(MyReplicationSlot->data.plugin) : TDE_PLUGIN_NAME;
-
-	if (strcmp(slot_plugin, TDE_PLUGIN_NAME) != 0)
-		return slot_plugin;
+	if (MyReplicationSlot != NULL &&
+		strcmp(NameStr(MyReplicationSlot->data.plugin), TDE_PLUGIN_NAME) != 0)
+		return TDE_LINKED_PLUGIN;
 	if (inner_plugin_name == NULL || inner_plugin_name[0] == '\0' ||
 		strcmp(inner_plugin_name, TDE_PLUGIN_NAME) == 0)
 		ereport(ERROR,
@@ -601,12 +600,13 @@ wrapped_plugin_name(void)
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
+	static bool initializing = false;
 	const char *name = wrapped_plugin_name();
 	LogicalOutputPluginInit inner_init;
 
 	check_plugin_allowed(name);
 	inner_init = load_plugin_init(name);
-	if (inner_init == _PG_output_plugin_init)
+	if (inner_init == _PG_output_plugin_init || initializing)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("output plugin \"%s\" leads back to bsoncrypt", name),
@@ -618,7 +618,16 @@ _PG_output_plugin_init(OutputPluginCallbacks *cb)
 				 errmsg("library \"%s\" is not a logical decoding output plugin", name),
 				 errhint("Set bsoncrypt.logical_decoding_plugin to an output plugin such as \"pgoutput\".")));
 	memset(&inner, 0, sizeof(inner));
-	inner_init(&inner);
+	initializing = true;		/* a plugin whose init leads back here */
+	PG_TRY();
+	{
+		inner_init(&inner);
+	}
+	PG_FINALLY();
+	{
+		initializing = false;
+	}
+	PG_END_TRY();
 	if (inner.change_cb == NULL)
 		elog(ERROR, "output plugin \"%s\" has no change callback", name);
 
