@@ -210,8 +210,8 @@ fetch_by_unique_key(const char *relname, const char *indexname,
 }
 
 /* The "provider" string of a masterKey document. */
-static char *
-master_key_provider(const BsonData *master_key, const char *what)
+char *
+master_key_provider_name(const BsonData *master_key, const char *what)
 {
 	bson_t		doc;
 	bson_iter_t iter;
@@ -244,7 +244,7 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("%s has no master key", what)));
 	version = TextDatumGetCString(heap_getattr(tuple, Anum_key_vault_master_key_version, desc, &isnull));
 
-	kms_unwrap_secret(kms_get_provider(master_key_provider(master_key, what)),
+	kms_unwrap_secret(kms_get_provider(master_key_provider_name(master_key, what)),
 					  version,
 					  (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material),
 					  dek, sizeof(dek), what);

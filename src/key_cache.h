@@ -46,4 +46,7 @@ extern bool key_cache_still_valid(const DataKey *key, uint64 generation);
 extern Oid	key_vault_relid(bool missing_ok);
 extern char *uuid_to_cstring(const pg_uuid_t *id);
 
+struct varlena;
+extern char *master_key_provider_name(const struct varlena *master_key, const char *what);
+
 #endif							/* BSONCRYPT_KEY_CACHE_H */
