@@ -697,6 +697,15 @@ check_unwrappable(const ApplyRows *rows)
 	"pg_catalog.unnest($7::pg_catalog.timestamptz[]), pg_catalog.unnest($8::pg_catalog.int4[]))" \
 	" WITH ORDINALITY AS u(id, names, material, master_key, version, created, updated, status, ord)"
 
+/* the old ids ($9) with the new rows */
+#define UPDATED_ROWS \
+	"ROWS FROM (pg_catalog.unnest($9::pg_catalog.uuid[])," \
+	"           pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[])," \
+	"           pg_catalog.unnest($3::pg_catalog.bytea[]), pg_catalog.unnest($4::pg_catalog.bytea[])," \
+	"           pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.timestamptz[])," \
+	"           pg_catalog.unnest($7::pg_catalog.timestamptz[]), pg_catalog.unnest($8::pg_catalog.int4[]))" \
+	" AS u(old_id, id, names, material, master_key, version, created, updated, status)"
+
 #define KEY_VAULT_COLUMNS \
 	"(_id, key_alt_names, key_material, master_key, master_key_version, creation_date, update_date, status)"
 
@@ -804,19 +813,33 @@ apply_change(const char *op, const ApplyRows *rows, Datum old_ids, int n_old)
 	{
 		if (n_old != rows->n)
 			report_out_of_sync("an update with unmatched rows");
+
+		/*
+		 * First the rows whose _id and alt names stay (rewraps, status), then
+		 * the others: only the second statement sets _id and key_alt_names,
+		 * so only its rows fire the alt-name trigger (which runs for every row
+		 * whose UPDATE sets key_alt_names, changed or not).  In this order a
+		 * row the first statement updated no longer matches the second's test.
+		 */
 		processed = apply_statement("UPDATE bsoncrypt.key_vault k"
-									"   SET _id = u.id, key_alt_names = u.names::pg_catalog.text[],"
-									"       key_material = u.material, master_key = u.master_key::bsoncrypt.bson,"
+									"   SET key_material = u.material, master_key = u.master_key::bsoncrypt.bson,"
 									"       master_key_version = u.version, creation_date = u.created,"
 									"       update_date = u.updated, status = u.status"
-									"  FROM ROWS FROM (pg_catalog.unnest($9::pg_catalog.uuid[]),"
-									"                  pg_catalog.unnest($1::pg_catalog.uuid[]), pg_catalog.unnest($2::pg_catalog.text[]),"
-									"                  pg_catalog.unnest($3::pg_catalog.bytea[]), pg_catalog.unnest($4::pg_catalog.bytea[]),"
-									"                  pg_catalog.unnest($5::pg_catalog.text[]), pg_catalog.unnest($6::pg_catalog.timestamptz[]),"
-									"                  pg_catalog.unnest($7::pg_catalog.timestamptz[]), pg_catalog.unnest($8::pg_catalog.int4[]))"
-									"       AS u(old_id, id, names, material, master_key, version, created, updated, status)"
-									" WHERE k._id OPERATOR(pg_catalog.=) u.old_id",
+									"  FROM " UPDATED_ROWS
+									" WHERE k._id OPERATOR(pg_catalog.=) u.old_id"
+									"   AND u.id OPERATOR(pg_catalog.=) u.old_id"
+									"   AND k.key_alt_names IS NOT DISTINCT FROM u.names::pg_catalog.text[]",
 									rows, old_ids);
+		processed += apply_statement("UPDATE bsoncrypt.key_vault k"
+									 "   SET _id = u.id, key_alt_names = u.names::pg_catalog.text[],"
+									 "       key_material = u.material, master_key = u.master_key::bsoncrypt.bson,"
+									 "       master_key_version = u.version, creation_date = u.created,"
+									 "       update_date = u.updated, status = u.status"
+									 "  FROM " UPDATED_ROWS
+									 " WHERE k._id OPERATOR(pg_catalog.=) u.old_id"
+									 "   AND (u.id OPERATOR(pg_catalog.<>) u.old_id"
+									 "        OR k.key_alt_names IS DISTINCT FROM u.names::pg_catalog.text[])",
+									 rows, old_ids);
 		if (processed != (uint64) rows->n)
 			report_out_of_sync("a key the coordinator updated is missing here");
 		return processed;
