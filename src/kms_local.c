@@ -169,7 +169,7 @@ key_file_take_line(KeyFileReader *r)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("invalid master key in local master key file \"%s\", line %d", r->path, r->lineno),
-				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-'.")));
+				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-', starting with a letter or digit.")));
 	r->any_unnamed |= !named;
 	r->count++;
 }

@@ -110,6 +110,18 @@ unlike($err, qr/some diagnostics/, 'its stderr goes to the log, not to the clien
 sql(q{UPDATE key_vault SET master_key_version = 'junk' WHERE 'c' = ANY (key_alt_names)});
 like(sql_error(q{SELECT doc ~>> 's' FROM docs WHERE id = 3}),
 	qr/master key command printed no valid key for version "junk"/, 'bad command output is a clear error');
+# versions come from the key vault, which key administrators write: one
+# that would be an option of the command (or a directory) is never passed
+for my $bad ('-x', '--help', '..')
+{
+	sql(qq{UPDATE key_vault SET master_key_version = '$bad' WHERE 'c' = ANY (key_alt_names)});
+	like(sql_error(q{SELECT doc ~>> 's' FROM docs WHERE id = 3}),
+		qr/invalid master key version name "\Q$bad\E"/, "version \"$bad\" is refused");
+	like(sql_error(qq{SELECT rewrap_many_data_key('{}', 'command', '$bad')}),
+		qr/invalid master key version name "\Q$bad\E"/, "also as a rewrap target");
+}
+unlike(slurp_file($node->logfile), qr/unknown version (-x|--help|\.\.)/,
+	'the command never ran with such a version');
 sql(q{UPDATE key_vault SET master_key_version = 'v7' WHERE 'c' = ANY (key_alt_names)});
 is(sql(q{SELECT doc ~>> 's' FROM docs WHERE id = 3}), 'three', 'back to a good version');
 like(sql_error(q{SELECT create_data_key('command', '{d}') FROM (SELECT set_config('bsoncrypt.master_key_command', 'x', true)) s}),
