@@ -83,8 +83,9 @@ bson_date_to_timestamptz(int64 msecs, const char *field, const pg_uuid_t *id)
 Datum
 bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 {
-	char	   *provider_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	const KmsProvider *provider = kms_get_provider(provider_name);
+	/* not STRICT (data_key may be NULL): a NULL provider is refused here */
+	const KmsProvider *provider =
+		kms_get_provider(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	uint8_t		dek[FLE_KEY_LEN];
 	TupleDesc	desc;
 	Datum		values[2];
@@ -145,10 +146,22 @@ bsoncrypt_find_master_key_version(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(version));
 }
 
+/*
+ * A column of a key vault row.  _key_document() also takes rows built with
+ * ROW(...)::bsoncrypt.key_vault, which no constraint of the table checks:
+ * a NULL is refused.
+ */
 static Datum
-row_attr(HeapTupleHeader row, const char *name, bool *isnull)
+row_attr(HeapTupleHeader row, const char *name)
 {
-	return GetAttributeByName(row, name, isnull);
+	bool		isnull;
+	Datum		value = GetAttributeByName(row, name, &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cannot make a key document of a key vault row whose %s is NULL", name)));
+	return value;
 }
 
 static void
@@ -167,10 +180,11 @@ append_alt_names(bson_t *doc, Datum names_datum)
 	for (int i = 0; i < n; i++)
 	{
 		char		index[16];
-		text	   *name = DatumGetTextPP(elems[i]);
+		text	   *name;
 
 		if (nulls[i])
 			continue;
+		name = DatumGetTextPP(elems[i]);
 		snprintf(index, sizeof(index), "%d", i);
 		bson_append_utf8(&array, index, -1, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 	}
@@ -182,23 +196,20 @@ Datum
 bsoncrypt_key_document(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
-	bool		isnull;
-	pg_uuid_t  *id = DatumGetUUIDP(row_attr(row, "_id", &isnull));
-	Datum		alt_names = row_attr(row, "key_alt_names", &isnull);
-	bool		alt_names_null = isnull;
-	bytea	   *material = DatumGetByteaPP(row_attr(row, "key_material", &isnull));
-	BsonData   *master_key = DatumGetBsonP(row_attr(row, "master_key", &isnull));
-	TimestampTz created = DatumGetTimestampTz(row_attr(row, "creation_date", &isnull));
-	TimestampTz updated = DatumGetTimestampTz(row_attr(row, "update_date", &isnull));
-	int32		status = DatumGetInt32(row_attr(row, "status", &isnull));
+	pg_uuid_t  *id = DatumGetUUIDP(row_attr(row, "_id"));
+	Datum		alt_names = row_attr(row, "key_alt_names");
+	bytea	   *material = DatumGetByteaPP(row_attr(row, "key_material"));
+	BsonData   *master_key = DatumGetBsonP(row_attr(row, "master_key"));
+	TimestampTz created = DatumGetTimestampTz(row_attr(row, "creation_date"));
+	TimestampTz updated = DatumGetTimestampTz(row_attr(row, "update_date"));
+	int32		status = DatumGetInt32(row_attr(row, "status"));
 	bson_t		doc;
 	bson_t		master;
 	BsonData   *result;
 
 	bson_init(&doc);
 	bson_append_binary(&doc, "_id", 3, BSON_SUBTYPE_UUID, id->data, UUID_LEN);
-	if (!alt_names_null)
-		append_alt_names(&doc, alt_names);
+	append_alt_names(&doc, alt_names);
 	bson_append_binary(&doc, "keyMaterial", 11, BSON_SUBTYPE_BINARY,
 					   (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material));
 	bson_append_date_time(&doc, "creationDate", 12,

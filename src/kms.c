@@ -53,14 +53,22 @@ kms_get_provider(const char *name)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * A version name starts with a letter or digit: the command provider puts
+ * it on a command line, where "-x" would be an option of the command (and
+ * "." or ".." a directory), and whoever may write the key vault chooses the
+ * versions that keys name.
+ */
+#define VERSION_NAME_ALNUM "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
 bool
 kms_valid_version_name(const char *name)
 {
 	size_t		len = strlen(name);
 
-	if (len == 0 || len > KMS_VERSION_NAME_MAX)
+	if (len == 0 || len > KMS_VERSION_NAME_MAX || strspn(name, VERSION_NAME_ALNUM) == 0)
 		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+	return strspn(name, VERSION_NAME_ALNUM "._-") == len;
 }
 
 /* The name of the provider's current master key version (palloc'd). */

@@ -16,7 +16,7 @@
 
 #include "fle_aead.h"
 
-/* a version name: [A-Za-z0-9._-], at most this long */
+/* a version name: [A-Za-z0-9][A-Za-z0-9._-]*, at most this long */
 #define KMS_VERSION_NAME_MAX 64
 
 typedef struct KmsProvider

@@ -28,6 +28,13 @@
 #define LOCAL_DEFAULT_VERSION "default"
 #define KEY_LINE_MAX 1024		/* longer lines are malformed */
 
+/*
+ * The file's path is a superuser-only setting that SHOW hides from other
+ * roles, and these errors reach whichever role needed a key: the path
+ * goes to the server log only.
+ */
+#define KEY_FILE_DETAIL(path) errdetail_log("The local master key file is \"%s\".", (path))
+
 typedef struct LocalKeyLine
 {
 	char		version[KMS_VERSION_NAME_MAX + 1];
@@ -54,20 +61,24 @@ check_key_file_permissions(const char *path)
 	if (stat(path, &st) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not access local master key file \"%s\": %m", path)));
+				 errmsg("could not access local master key file: %m"),
+				 KEY_FILE_DETAIL(path)));
 	if (!S_ISREG(st.st_mode))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" is not a regular file", path)));
+				 errmsg("local master key file is not a regular file"),
+				 KEY_FILE_DETAIL(path)));
 	if (st.st_uid != geteuid() && st.st_uid != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" must be owned by the database user or root", path)));
+				 errmsg("local master key file must be owned by the database user or root"),
+				 KEY_FILE_DETAIL(path)));
 	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
 		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" has group or world access", path),
+				 errmsg("local master key file has group or world access"),
+				 KEY_FILE_DETAIL(path),
 				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root.")));
 }
 
@@ -168,8 +179,9 @@ key_file_take_line(KeyFileReader *r)
 		(!named && (r->any_unnamed || r->count > 0)))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("invalid master key in local master key file \"%s\", line %d", r->path, r->lineno),
-				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-'.")));
+				 errmsg("invalid master key in local master key file, line %d", r->lineno),
+				 KEY_FILE_DETAIL(r->path),
+				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-', starting with a letter or digit.")));
 	r->any_unnamed |= !named;
 	r->count++;
 }
@@ -187,7 +199,8 @@ key_file_read(KeyFileReader *r)
 		if (got < 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not read local master key file \"%s\": %m", r->path)));
+					 errmsg("could not read local master key file: %m"),
+					 KEY_FILE_DETAIL(r->path)));
 		if (got == 0)
 			break;
 		for (ssize_t i = 0; i < got; i++)
@@ -232,7 +245,8 @@ read_key_ring(int *count)
 		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open local master key file \"%s\": %m", r.path)));
+				 errmsg("could not open local master key file: %m"),
+				 KEY_FILE_DETAIL(r.path)));
 	}
 	PG_TRY();
 	{
@@ -248,7 +262,8 @@ read_key_ring(int *count)
 	if (r.count == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" holds no key", r.path)));
+				 errmsg("local master key file holds no key"),
+				 KEY_FILE_DETAIL(r.path)));
 	*count = r.count;
 	return r.ring;
 }
@@ -280,8 +295,8 @@ local_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
 	if (found < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("master key version \"%s\" is not in local master key file \"%s\"",
-						version, kms_local_master_key_file),
+				 errmsg("master key version \"%s\" is not in local master key file", version),
+				 KEY_FILE_DETAIL(kms_local_master_key_file),
 				 errhint("Keys that still wrap data keys must stay in the file until bsoncrypt.rotation_status shows no key on them.")));
 }
 
