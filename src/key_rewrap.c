@@ -15,6 +15,9 @@
  *	  always wrapped by exactly the version it names, whatever happens to
  *	  the transaction.  The target version is probed (loaded twice, a
  *	  random secret wrapped and unwrapped) before any row is touched.
+ *	  The worker's batches pause bsoncrypt.rotation_row_delay after each
+ *	  key (off by default), so that a test can crash the server while a
+ *	  batch transaction is open.
  *
  *	  Updates are plain UPDATEs through SPI, so key_vault's statement
  *	  trigger tells every session to drop its cached data keys.  Every
@@ -31,11 +34,13 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/itemptr.h"
+#include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/uuid.h"
+#include "utils/wait_event.h"
 
 #include "bsoncrypt.h"
 #include "key_cache.h"
@@ -364,6 +369,20 @@ version_desc(const char *provider, const char *version)
 	return psprintf("master key version \"%s\" of provider \"%s\"", version, provider);
 }
 
+/*
+ * bsoncrypt.rotation_row_delay: pause inside a batch of the rotation
+ * worker, after a key, its rows still locked and its transaction open.
+ */
+static void
+batch_row_pause(void)
+{
+	if (rotation_row_delay <= 0)
+		return;
+	(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 rotation_row_delay, PG_WAIT_EXTENSION);
+	CHECK_FOR_INTERRUPTS();
+}
+
 /* ----------------------------------------------------------------
  *		The key vault
  * ----------------------------------------------------------------
@@ -414,11 +433,14 @@ collect_rows(uint64 n)
 /*
  * Rewrap rows of the key vault (already locked by the caller) with
  * new_provider (NULL: each row's own) at new_version (NULL: the provider's
- * current version), in one UPDATE.  Returns the number of rows updated.
+ * current version), in one UPDATE.  in_batch: a batch of the rotation
+ * worker (batch_row_pause after each key).  Returns the number of rows
+ * updated.
  */
 static uint64
 rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
-					  const char *new_provider, const char *new_version)
+					  const char *new_provider, const char *new_version,
+					  bool in_batch)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *materials = palloc(sizeof(Datum) * Max(n, 1));
@@ -454,6 +476,8 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 													 FLE_KEY_LEN, what));
 		versions[i] = PointerGetDatum(cstring_to_text(version));
 		MemoryContextReset(rowcxt);
+		if (in_batch)
+			batch_row_pause();
 	}
 	MemoryContextDelete(rowcxt);
 	values[0] = PointerGetDatum(construct_array(ids, (int) n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
@@ -572,7 +596,7 @@ rewrap_key_vault_batch(MasterKeyCache *cache, const char *provider,
 	n = SPI_processed;
 	rows = collect_rows(n);
 	SPI_freetuptable(SPI_tuptable);
-	result->rewrapped = rewrap_key_vault_rows(cache, rows, n, NULL, version);
+	result->rewrapped = rewrap_key_vault_rows(cache, rows, n, NULL, version, true);
 }
 
 /* ----------------------------------------------------------------
@@ -669,6 +693,7 @@ rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 				 SPI_result_code_string(rc));
 		result->rewrapped += SPI_processed;
 		pfree(rewrapped);
+		batch_row_pause();
 	}
 	SPI_freeplan(update);
 }
@@ -860,7 +885,8 @@ bsoncrypt_rewrap_many_data_key(PG_FUNCTION_ARGS)
 				break;
 			rows = collect_rows(n);
 			SPI_freetuptable(SPI_tuptable);
-			total += rewrap_key_vault_rows(cache, rows, n, new_provider, new_version);
+			total += rewrap_key_vault_rows(cache, rows, n, new_provider, new_version,
+										   false);
 			for (uint64 i = 0; i < n; i++)
 				pfree(rows[i].material);
 			pfree(rows);

@@ -51,6 +51,7 @@ extern size_t rewrap_unwrap_any_length(FleAeadCtx *kek, const uint8_t *wrapped,
 									   size_t wrapped_len, uint8_t **plain);
 
 /* rotation_worker.c */
+extern PGDLLIMPORT int rotation_row_delay;	/* bsoncrypt.rotation_row_delay */
 extern void rotation_init(void);
 
 /* rotation_registry.c: databases that have the extension */

@@ -107,6 +107,7 @@ static int	rotation_batch_size = 1000;
 static int	rotation_batch_delay = 3;	/* milliseconds */
 static int	rotation_retry_delay = 10;	/* seconds */
 static int	rotation_nice = 0;			/* CPU niceness of the worker */
+int			rotation_row_delay = 0;		/* milliseconds, read by key_rewrap.c */
 
 typedef struct RotationSlot
 {
@@ -183,6 +184,14 @@ rotation_init(void)
 							"Leaves CPU to sessions: on 2 CPUs, 3 ms keeps a concurrent session at about 0.8-1.0x of its throughput while 100k keys rewrap in about 3 s.",
 							&rotation_batch_delay,
 							3, 0, 60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.rotation_row_delay",
+							"Pause of the rotation worker after each key it rewraps, inside a batch.",
+							"For testing crash safety: makes every batch transaction last batch_size times this, with its rows locked. 0 (the default) turns it off.",
+							&rotation_row_delay,
+							0, 0, 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
