@@ -5,7 +5,9 @@
 #
 #   scripts/kmip-test-server.sh start DIR PORT   make DIR (certificates, server.conf,
 #                                                an SQLite database) and start the
-#                                                server; returns once it listens
+#                                                server; returns once it listens.
+#                                                On an existing DIR, starts it again
+#                                                with its database and certificates
 #   scripts/kmip-test-server.sh stop DIR         stop it (its process group)
 #
 # DIR gets: ca.crt (the CA of the server and the client), client.crt/.key
@@ -51,10 +53,11 @@ start)
 	python=$(head -1 "$server" | sed 's/^#! *//; s/ .*//')
 	"$python" -c 'import kmip.services.server' 2>/dev/null ||
 		skip "$python cannot import kmip.services.server"
-	mkdir -p "$dir/policies"
 	umask 077
-	make_certs
-	cat >"$dir/server.conf" <<CONF
+	if [ ! -f "$dir/server.conf" ]; then
+		mkdir -p "$dir/policies"
+		make_certs
+		cat >"$dir/server.conf" <<CONF
 [server]
 hostname=127.0.0.1
 port=$port
@@ -67,11 +70,14 @@ enable_tls_client_auth=True
 logging_level=INFO
 database_path=$dir/pykmip.sqlite
 CONF
+	fi
+	started=$(grep -c 'Starting connection service' "$dir/server.log" 2>/dev/null || true)
 	setsid "$server" -f "$dir/server.conf" -l "$dir/server.log" \
 		>"$dir/server.out" 2>&1 </dev/null &
 	echo $! >"$dir/server.pid"
 	for _ in $(seq 1 300); do
-		if grep -q 'Starting connection service' "$dir/server.log" 2>/dev/null; then
+		now=$(grep -c 'Starting connection service' "$dir/server.log" 2>/dev/null || true)
+		if [ "${now:-0}" -gt "${started:-0}" ]; then
 			exit 0
 		fi
 		kill -0 "$(cat "$dir/server.pid")" 2>/dev/null ||

@@ -714,7 +714,7 @@ bsoncrypt_kmip_create_master_key(PG_FUNCTION_ARGS)
 {
 	bool		delegated = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
 	char	   *name = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	const char *endpoint = kmip_default_endpoint();
+	const char *endpoint;
 	uint8_t		request[KMIP_REQUEST_MAX];
 	size_t		request_len;
 	uint8_t    *msg;
@@ -726,6 +726,7 @@ bsoncrypt_kmip_create_master_key(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a KMIP object name must have 1 to %d bytes", KMIP_MAX_ID_LEN)));
+	endpoint = kmip_default_endpoint();
 	if (delegated)
 		request_len = kmip_request_create_aes256(request, sizeof(request), name);
 	else
