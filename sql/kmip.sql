@@ -46,10 +46,10 @@ SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('kmip', '{}', NULL, '{"key
 SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('kmip', '{}', NULL, '{"provider": "local", "keyId": "1"}')$$);
 SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{}', NULL, '{"keyId": "1"}')$$);
 -- {} and {"provider": <the same>} are no options: the current master key
-SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{}', NULL, '{}')$$) AS empty_options,
-       pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{}', NULL, '{"provider": "local"}')$$) AS provider_only;
-SELECT master_key, count(*) FROM key_vault GROUP BY 1;
-DELETE FROM key_vault;
+SELECT pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{kmip_t1}', NULL, '{}')$$) AS empty_options,
+       pg_temp.try($$SELECT bsoncrypt.create_data_key('local', '{kmip_t2}', NULL, '{"provider": "local"}')$$) AS provider_only;
+SELECT master_key, count(*) FROM key_vault WHERE key_alt_names && '{kmip_t1,kmip_t2}' GROUP BY 1;
+DELETE FROM key_vault WHERE key_alt_names && '{kmip_t1,kmip_t2}';
 
 -- key documents: kmip's fields are checked before anything is fetched
 CREATE FUNCTION pg_temp.doc(master text) RETURNS bson LANGUAGE sql AS $$
@@ -62,7 +62,7 @@ SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.doc('{"provider": "kmip
 SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.doc('{"provider": "kmip", "delegated": 1, "keyId": "1"}'))$$);
 -- a valid document needs the server
 SELECT pg_temp.try($$SELECT bsoncrypt.import_key(pg_temp.doc('{"provider": "kmip", "endpoint": "[::1]:5696", "delegated": true, "keyId": "1"}'))$$);
-SELECT count(*) AS nothing_imported FROM key_vault;
+SELECT count(*) AS nothing_imported FROM key_vault WHERE _id = '12345678-9abc-def0-1234-56789abcdef0';
 
 -- versions: a KMIP unique identifier, optionally @host:port
 SELECT pg_temp.try($$SELECT bsoncrypt.rewrap_many_data_key('{}', 'kmip', 'bad version')$$);

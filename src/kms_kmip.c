@@ -385,6 +385,28 @@ check_built(size_t len, const char *what)
 	return len;
 }
 
+/*
+ * Send a request that carries a secret: request (KMIP_REQUEST_MAX bytes,
+ * request_len of them used, 0 if it could not be built) is zeroed, also
+ * on error.
+ */
+static void
+call_with_secret(const char *endpoint, uint8_t *request, size_t request_len,
+				 bool idempotent, const char *what,
+				 uint8_t **msg, size_t *msg_len, KmipResponse *r)
+{
+	PG_TRY();
+	{
+		kmip_call(endpoint, request, check_built(request_len, what), idempotent,
+				  msg, msg_len, r);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(request, KMIP_REQUEST_MAX);
+	}
+	PG_END_TRY();
+}
+
 static void
 free_reply(uint8_t *msg, size_t len)
 {
@@ -589,20 +611,8 @@ kmip_remote_wrap(void *handle, const uint8_t *secret, size_t len)
 	bytea	   *result;
 
 	request_len = kmip_request_encrypt(request, sizeof(request), remote->key_id, secret, len);
-	if (request_len == 0)
-	{
-		explicit_bzero(request, sizeof(request));
-		elog(ERROR, "could not build a KMIP Encrypt request");
-	}
-	PG_TRY();
-	{
-		kmip_call(remote->endpoint, request, request_len, true, &msg, &msg_len, &r);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(request, sizeof(request));
-	}
-	PG_END_TRY();
+	call_with_secret(remote->endpoint, request, request_len, true, "Encrypt",
+					 &msg, &msg_len, &r);
 	kmip_check_result(remote->endpoint, KMIP_OP_ENCRYPT, remote->key_id, &r);
 	if (r.iv.len != KMIP_IV_LEN || r.data.len == 0 || r.data.len % 16 != 0)
 		ereport(ERROR,
@@ -741,20 +751,8 @@ bsoncrypt_kmip_create_master_key(PG_FUNCTION_ARGS)
 												   secret, sizeof(secret), name);
 		explicit_bzero(secret, sizeof(secret));
 	}
-	if (request_len == 0)
-	{
-		explicit_bzero(request, sizeof(request));
-		elog(ERROR, "could not build a KMIP request");
-	}
-	PG_TRY();
-	{
-		kmip_call(endpoint, request, request_len, false, &msg, &msg_len, &r);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(request, sizeof(request));
-	}
-	PG_END_TRY();
+	call_with_secret(endpoint, request, request_len, false,
+					 delegated ? "Create" : "Register", &msg, &msg_len, &r);
 	id = made_id(endpoint, delegated ? KMIP_OP_CREATE : KMIP_OP_REGISTER, &r);
 	free_reply(msg, msg_len);
 	activate(endpoint, id);
