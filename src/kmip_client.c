@@ -89,6 +89,13 @@ typedef struct KmipConnection
 
 static KmipConnection conn = {NULL, -1, NULL, NULL, 0, 0, false};
 
+/*
+ * The response being read (palloc'd): an error or an interrupt in the
+ * middle of reading it zeroes what arrived (it may be part of a key).
+ */
+static uint8_t *reply_buf = NULL;
+static size_t reply_len = 0;
+
 /* ----------------------------------------------------------------
  *		Endpoints and settings
  * ----------------------------------------------------------------
@@ -820,13 +827,13 @@ tls_io(bool writing, uint8_t *buf, size_t len, TimestampTz deadline,
 }
 
 /*
- * Send the request and read the response message into a palloc'd buffer.
+ * Send the request and read the response message into reply_buf.
  * Returns IO_OK, or what failed; *got_reply tells whether any byte of the
  * response arrived.
  */
 static IoResult
-exchange(const uint8_t *request, size_t request_len, uint8_t **msg,
-		 size_t *msg_len, bool *got_reply, char **problem)
+exchange(const uint8_t *request, size_t request_len, bool *got_reply,
+		 char **problem)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kmip_timeout);
 	uint8_t		header[KMIP_HEADER_LEN];
@@ -847,10 +854,24 @@ exchange(const uint8_t *request, size_t request_len, uint8_t **msg,
 		*problem = pstrdup("the reply is not a KMIP response message");
 		return IO_FAILED;
 	}
-	*msg = palloc(total);
-	memcpy(*msg, header, sizeof(header));
-	*msg_len = total;
-	return tls_io(false, *msg + sizeof(header), total - sizeof(header), deadline, problem);
+	reply_buf = palloc(total);
+	reply_len = total;
+	memcpy(reply_buf, header, sizeof(header));
+	explicit_bzero(header, sizeof(header));
+	return tls_io(false, reply_buf + sizeof(header), total - sizeof(header), deadline, problem);
+}
+
+/* Zero and forget the response being read. */
+static void
+discard_reply(void)
+{
+	if (reply_buf != NULL)
+	{
+		explicit_bzero(reply_buf, reply_len);
+		pfree(reply_buf);
+	}
+	reply_buf = NULL;
+	reply_len = 0;
 }
 
 static void
@@ -876,8 +897,6 @@ kmip_call(const char *endpoint, const uint8_t *request, size_t request_len,
 {
 	KmipHostPort hp;
 	char	   *normalized;
-	uint8_t    *volatile reply = NULL;
-	volatile size_t reply_len = 0;
 	const char *malformed;
 
 	if (!parse_endpoint(endpoint, &hp))
@@ -885,6 +904,7 @@ kmip_call(const char *endpoint, const uint8_t *request, size_t request_len,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid KMIP endpoint \"%s\"", endpoint)));
 	normalized = normalized_endpoint(&hp);
+	reply_buf = NULL;
 	PG_TRY();
 	{
 		for (int attempt = 1;; attempt++)
@@ -892,25 +912,16 @@ kmip_call(const char *endpoint, const uint8_t *request, size_t request_len,
 			bool		reused = connection_reusable(normalized);
 			bool		got_reply;
 			char	   *problem = NULL;
-			uint8_t    *got = NULL;
-			size_t		got_len = 0;
 			IoResult	r;
 
 			if (!reused)
 				open_connection(normalized, &hp);
 			conn.busy = true;
-			r = exchange(request, request_len, &got, &got_len, &got_reply, &problem);
-			reply = got;
-			reply_len = got_len;
+			r = exchange(request, request_len, &got_reply, &problem);
 			if (r == IO_OK)
 				break;
 			close_connection();
-			if (reply != NULL)
-			{
-				explicit_bzero(reply, reply_len);
-				pfree(reply);
-				reply = NULL;
-			}
+			discard_reply();
 			/* a reused connection the server had closed: once more, anew */
 			if (reused && !got_reply && r == IO_CLOSED && idempotent && attempt == 1)
 				continue;
@@ -918,26 +929,25 @@ kmip_call(const char *endpoint, const uint8_t *request, size_t request_len,
 		}
 		conn.busy = false;
 		conn.last_used = GetCurrentTimestamp();
-		malformed = kmip_parse_response(reply, reply_len, response);
+		malformed = kmip_parse_response(reply_buf, reply_len, response);
 		if (malformed != NULL)
-		{
-			close_connection();
 			ereport(ERROR,
 					(errcode(ERRCODE_PROTOCOL_VIOLATION),
 					 errmsg("malformed response from KMIP server \"%s\": %s", endpoint, malformed)));
-		}
 	}
 	PG_CATCH();
 	{
 		/* an interrupt or error in the middle: the stream is in an unknown state */
 		close_connection();
-		if (reply != NULL)
-			explicit_bzero(reply, reply_len);
+		if (reply_buf != NULL)
+			explicit_bzero(reply_buf, reply_len);
+		reply_buf = NULL;
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-	*msg = reply;
+	*msg = reply_buf;
 	*msg_len = reply_len;
+	reply_buf = NULL;
 }
 
 void

@@ -99,6 +99,7 @@
 
 /* result reasons the client reports specially */
 #define KMIP_REASON_ITEM_NOT_FOUND	0x01
+#define KMIP_REASON_CRYPTOGRAPHIC_FAILURE	0x0A
 
 /* key format types accepted for a SecretData's key material */
 #define KMIP_FORMAT_RAW			0x01

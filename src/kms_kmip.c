@@ -631,7 +631,8 @@ kmip_remote_wrap(void *handle, const uint8_t *secret, size_t len)
 /*
  * Decrypt IV || ciphertext with the AES key.  A Cryptographic Failure
  * (bad padding: another key's wrapping) is "does not unwrap"; other
- * failures are errors.
+ * failures are errors, with the server's reason (PyKMIP reports bad
+ * padding as a General Failure, which is then such an error).
  */
 static size_t
 kmip_remote_unwrap(void *handle, const uint8_t *wrapped, size_t len, uint8_t **plain)
@@ -654,7 +655,7 @@ kmip_remote_unwrap(void *handle, const uint8_t *wrapped, size_t len, uint8_t **p
 	PG_TRY();
 	{
 		if (r.result_status != KMIP_STATUS_SUCCESS &&
-			r.result_reason == 0x0A)	/* Cryptographic Failure */
+			r.result_reason == KMIP_REASON_CRYPTOGRAPHIC_FAILURE)
 			plain_len = 0;
 		else
 		{
