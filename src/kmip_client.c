@@ -413,6 +413,8 @@ openssl_error(void)
  * names are resolved by getaddrinfo_a, so that a slow resolver cannot
  * hold the backend past the deadline or an interrupt.  A lookup given up
  * while the resolver still works on it is left to it (a small leak).
+ * (Resolution is only this one getaddrinfo_a call; the resolver's thread
+ * blocks all signals.)
  */
 static struct addrinfo *
 resolve(const KmipHostPort *hp, const char *endpoint, TimestampTz deadline)
@@ -451,7 +453,9 @@ resolve(const KmipHostPort *hp, const char *endpoint, TimestampTz deadline)
 		long		left = ms_left(deadline);
 		struct timespec ts;
 
-		if (left <= 0 || INTERRUPTS_PENDING_CONDITION())
+		/* a cancel or a termination abandons the lookup to the resolver */
+		CHECK_FOR_INTERRUPTS();
+		if (left <= 0)
 		{
 			if (gai_cancel(req) == EAI_CANCELED)
 			{
@@ -459,7 +463,6 @@ resolve(const KmipHostPort *hp, const char *endpoint, TimestampTz deadline)
 				free((void *) req->ar_service);
 				free(req);
 			}
-			CHECK_FOR_INTERRUPTS();
 			ereport(ERROR,
 					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
 					 errmsg("timed out resolving the host of KMIP server \"%s\" after %d ms",

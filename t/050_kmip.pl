@@ -105,7 +105,7 @@ my $so = "$tmp/free_scan.so";
 system("cc -shared -fPIC -O1 -o $so $src/t/helpers/free_scan.c -ldl") == 0
   or die 'cannot build t/helpers/free_scan.c';
 my $node = bsoncrypt_node('kmip', key_file => random_master_key(), conf => qq{
-bsoncrypt.kmip_endpoint = '127.0.0.1:$kport, 127.0.0.1:$silent_port, 127.0.0.1:$mute_port'
+bsoncrypt.kmip_endpoint = '127.0.0.1:$kport, 127.0.0.1:$silent_port, 127.0.0.1:$mute_port, localhost:$kport, kmip.invalid:5696'
 bsoncrypt.kmip_ca_file = '$kdir/ca.crt'
 bsoncrypt.kmip_cert_file = '$kdir/client.crt'
 bsoncrypt.kmip_key_file = '$kdir/client.key'
@@ -206,9 +206,16 @@ sql(q{SET bsoncrypt.key_cache_ttl = 0;
 usleep(200_000);
 is(count_gets() - $gets, 3, 'with key_cache_ttl = 0, one Get per statement');
 
+# a key on a named endpoint: resolved, and the certificate checked against the name
+is(sql(qq{SELECT rewrap_many_data_key('{"keyAltNames": "c1"}', 'kmip', '$k1\@localhost:$kport')}), '1',
+	'a key moves to the same server named localhost');
+is( sql(q{SELECT bson_to_json(master_key) || ' ' || master_key_version FROM key_vault WHERE 'c1' = ANY (key_alt_names)}),
+	qq({ "provider" : "kmip", "endpoint" : "localhost:$kport", "keyId" : "$k1" } $k1\@localhost:$kport),
+	'... its masterKey names the endpoint, its version is keyId@endpoint');
+
 $node->restart;
 is(sql(q{SELECT string_agg(decrypt_value(c) ->> '', ',' ORDER BY i) FROM cvals}), 'c1,c2,c3,c4,c5',
-	'after a restart, kmip keys unwrap again');
+	'after a restart, kmip keys unwrap again (c1 through localhost)');
 start_node() unless $node->{_pid};
 
 # ---------------------------------------------------------------------
@@ -350,6 +357,12 @@ is("$state $msg", "42704 KMIP object \"424242\" does not exist on KMIP server \"
 ($state, $msg) = fails('SELECT import_key(' . sql_literal($elsewhere) . ')');
 is("$state $msg", '42501 KMIP endpoint "127.0.0.2:5696" is not one of bsoncrypt.kmip_endpoint',
 	'a key document naming a server that is not listed is refused before any connection');
+
+# a name that does not resolve
+($state, $msg, $secs) = fails(q{SELECT rewrap_many_data_key('{"keyAltNames": "a"}', 'kmip', '1@kmip.invalid:5696')});
+is($state, '08001', 'a KMIP server name that does not resolve: 08001');
+like($msg, qr/(could not resolve|timed out resolving) the host of KMIP server "kmip\.invalid:5696"/, '... ' . $msg);
+ok($secs < 6, sprintf('... within the connect timeout (%.1f s)', $secs));
 
 # a server that never finishes the handshake: bounded by the connect timeout
 sql(qq{INSERT INTO key_vault (_id, key_alt_names, key_material, master_key, master_key_version)
