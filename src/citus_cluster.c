@@ -661,7 +661,7 @@ check_unwrappable(const ApplyRows *rows)
 		bool		seen = false;
 
 		bson_validate_bytes((const uint8_t *) VARDATA_ANY(mk), VARSIZE_ANY_EXHDR(mk), what);
-		pair = psprintf("%s/%s", master_key_provider_name((BsonData *) mk, what),
+		pair = psprintf("%s/%s", kms_document_provider((BsonData *) mk, what),
 						TextDatumGetCString(rows->values[ARG_VERSIONS][i]));
 		foreach(lc, checked)
 			seen = seen || strcmp((char *) lfirst(lc), pair) == 0;
@@ -673,8 +673,9 @@ check_unwrappable(const ApplyRows *rows)
 		what = psprintf("data key %s", uuid_to_cstring(DatumGetUUIDP(rows->values[ARG_IDS][i])));
 		PG_TRY();
 		{
-			kms_unwrap_secret(kms_get_provider(master_key_provider_name((BsonData *) mk, what)),
+			kms_unwrap_secret(kms_get_provider(kms_document_provider((BsonData *) mk, what)),
 							  TextDatumGetCString(rows->values[ARG_VERSIONS][i]),
+							  (BsonData *) mk,
 							  (const uint8_t *) VARDATA_ANY(material),
 							  VARSIZE_ANY_EXHDR(material), dek, sizeof(dek), what);
 		}

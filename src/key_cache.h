@@ -39,14 +39,14 @@ typedef struct DataKey
  */
 extern uint64 key_cache_generation;
 
+/* bsoncrypt.key_cache_ttl: seconds unwrapped keys stay cached */
+extern int	key_cache_ttl;
+
 extern void key_cache_define_settings(void);
 extern DataKey *key_cache_get_by_id(const pg_uuid_t *id);
 extern DataKey *key_cache_get_by_alt_name(const char *alt_name);
 extern bool key_cache_still_valid(const DataKey *key, uint64 generation);
 extern Oid	key_vault_relid(bool missing_ok);
 extern char *uuid_to_cstring(const pg_uuid_t *id);
-
-struct varlena;
-extern char *master_key_provider_name(const struct varlena *master_key, const char *what);
 
 #endif							/* BSONCRYPT_KEY_CACHE_H */

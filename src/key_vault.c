@@ -75,25 +75,85 @@ bson_date_to_timestamptz(int64 msecs, const char *field, const pg_uuid_t *id)
 }
 
 /*
- * _new_key_material(provider, data_key bytea DEFAULT NULL)
- *	 -> (key_material bytea, master_key_version text)
+ * The full masterKey document of options given to create_data_key for
+ * provider (NULL or {} when there are none: the provider's current
+ * version), and the version it names.  Returns NULL when there are none.
+ */
+static BsonData *
+master_key_from_options(const KmsProvider *provider, BsonData *options,
+						char **version)
+{
+	bson_t		given;
+	bson_t		full;
+	bson_iter_t iter;
+	const char *problem;
+	BsonData   *result;
+
+	*version = NULL;
+	if (options == NULL)
+		return NULL;
+	bson_init_from_data(&given, options);
+	bson_init(&full);
+	bson_append_utf8(&full, "provider", 8, provider->name, -1);
+	if (!bson_iter_init(&iter, &given))
+		elog(ERROR, "invalid bson");
+	while (bson_iter_next(&iter))
+	{
+		if (strcmp(bson_iter_key(&iter), "provider") == 0)
+		{
+			if (!BSON_ITER_HOLDS_UTF8(&iter) ||
+				strcmp(bson_iter_utf8(&iter, NULL), provider->name) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("master_key names another provider than \"%s\"", provider->name)));
+			continue;
+		}
+		bson_append_iter(&full, NULL, 0, &iter);
+	}
+	if (bson_count_keys(&full) == 1)
+	{
+		bson_destroy(&full);
+		return NULL;
+	}
+	problem = kms_check_document(&full, version);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid master_key for provider \"%s\": %s", provider->name, problem),
+				 errhint("master_key holds the fields of MongoDB's masterKey for the provider, e.g. {\"keyId\": \"<id>\"} for \"kmip\"; \"local\" and \"command\" take none.")));
+	result = bson_data_from_bson(&full);
+	bson_destroy(&full);
+	return result;
+}
+
+/*
+ * _new_key_material(provider, data_key bytea DEFAULT NULL,
+ *					 master_key_options bson DEFAULT NULL)
+ *	 -> (key_material bytea, master_key_version text, master_key bson)
  * Wraps the given 96-byte data key, or a fresh random one, with the
- * provider's current master key.
+ * provider's current master key, or the one master_key_options names
+ * (MongoDB's masterKey fields, e.g. {"keyId": "17"} for kmip).
  */
 Datum
 bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 {
-	char	   *provider_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	const KmsProvider *provider = kms_get_provider(provider_name);
+	/* not STRICT (data_key may be NULL): a NULL provider is refused here */
+	const KmsProvider *provider =
+		kms_get_provider(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	uint8_t		dek[FLE_KEY_LEN];
 	TupleDesc	desc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
 	char	   *version;
+	BsonData   *master_key;
+	BsonData   *document;
 	bytea	   *wrapped;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "_new_key_material must return a record");
+	master_key = master_key_from_options(provider,
+										 PG_ARGISNULL(2) ? NULL : PG_GETARG_BSON_P(2),
+										 &version);
 	if (!PG_ARGISNULL(1))
 	{
 		bytea	   *given = PG_GETARG_BYTEA_PP(1);
@@ -112,7 +172,8 @@ bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		wrapped = kms_wrap_secret(provider, NULL, dek, sizeof(dek), &version);
+		wrapped = kms_wrap_secret(provider, version, master_key, dek, sizeof(dek),
+								  &version, &document);
 	}
 	PG_FINALLY();
 	{
@@ -122,22 +183,24 @@ bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 
 	values[0] = PointerGetDatum(wrapped);
 	values[1] = CStringGetTextDatum(version);
+	values[2] = PointerGetDatum(document);
 	desc = BlessTupleDesc(desc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /*
- * _find_master_key_version(provider, key_material) -> text: the version of
- * the provider's master key that unwraps this key material, or NULL.
+ * _find_master_key_version(master_key bson, key_material bytea) -> text:
+ * the version of the document's provider that unwraps this key material,
+ * or NULL.
  */
 Datum
 bsoncrypt_find_master_key_version(PG_FUNCTION_ARGS)
 {
-	const KmsProvider *provider = kms_get_provider(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	BsonData   *master_key = PG_GETARG_BSON_P(0);
 	bytea	   *material = PG_GETARG_BYTEA_PP(1);
 	char	   *version;
 
-	version = kms_find_unwrapping_version(provider,
+	version = kms_find_unwrapping_version(master_key,
 										  (const uint8_t *) VARDATA_ANY(material),
 										  VARSIZE_ANY_EXHDR(material));
 	if (version == NULL)
@@ -145,10 +208,22 @@ bsoncrypt_find_master_key_version(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(version));
 }
 
+/*
+ * A column of a key vault row.  _key_document() also takes rows built with
+ * ROW(...)::bsoncrypt.key_vault, which no constraint of the table checks:
+ * a NULL is refused.
+ */
 static Datum
-row_attr(HeapTupleHeader row, const char *name, bool *isnull)
+row_attr(HeapTupleHeader row, const char *name)
 {
-	return GetAttributeByName(row, name, isnull);
+	bool		isnull;
+	Datum		value = GetAttributeByName(row, name, &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cannot make a key document of a key vault row whose %s is NULL", name)));
+	return value;
 }
 
 static void
@@ -167,10 +242,11 @@ append_alt_names(bson_t *doc, Datum names_datum)
 	for (int i = 0; i < n; i++)
 	{
 		char		index[16];
-		text	   *name = DatumGetTextPP(elems[i]);
+		text	   *name;
 
 		if (nulls[i])
 			continue;
+		name = DatumGetTextPP(elems[i]);
 		snprintf(index, sizeof(index), "%d", i);
 		bson_append_utf8(&array, index, -1, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 	}
@@ -182,23 +258,20 @@ Datum
 bsoncrypt_key_document(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
-	bool		isnull;
-	pg_uuid_t  *id = DatumGetUUIDP(row_attr(row, "_id", &isnull));
-	Datum		alt_names = row_attr(row, "key_alt_names", &isnull);
-	bool		alt_names_null = isnull;
-	bytea	   *material = DatumGetByteaPP(row_attr(row, "key_material", &isnull));
-	BsonData   *master_key = DatumGetBsonP(row_attr(row, "master_key", &isnull));
-	TimestampTz created = DatumGetTimestampTz(row_attr(row, "creation_date", &isnull));
-	TimestampTz updated = DatumGetTimestampTz(row_attr(row, "update_date", &isnull));
-	int32		status = DatumGetInt32(row_attr(row, "status", &isnull));
+	pg_uuid_t  *id = DatumGetUUIDP(row_attr(row, "_id"));
+	Datum		alt_names = row_attr(row, "key_alt_names");
+	bytea	   *material = DatumGetByteaPP(row_attr(row, "key_material"));
+	BsonData   *master_key = DatumGetBsonP(row_attr(row, "master_key"));
+	TimestampTz created = DatumGetTimestampTz(row_attr(row, "creation_date"));
+	TimestampTz updated = DatumGetTimestampTz(row_attr(row, "update_date"));
+	int32		status = DatumGetInt32(row_attr(row, "status"));
 	bson_t		doc;
 	bson_t		master;
 	BsonData   *result;
 
 	bson_init(&doc);
 	bson_append_binary(&doc, "_id", 3, BSON_SUBTYPE_UUID, id->data, UUID_LEN);
-	if (!alt_names_null)
-		append_alt_names(&doc, alt_names);
+	append_alt_names(&doc, alt_names);
 	bson_append_binary(&doc, "keyMaterial", 11, BSON_SUBTYPE_BINARY,
 					   (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material));
 	bson_append_date_time(&doc, "creationDate", 12,
@@ -225,27 +298,20 @@ refuse_key_document(const char *problem)
 static void
 check_master_key(const bson_iter_t *iter)
 {
-	bson_iter_t child;
-	bool		has_provider = false;
+	bson_t		master;
+	uint32_t	len;
+	const uint8_t *bytes;
+	char	   *version;
+	const char *problem;
 
-	if (!BSON_ITER_HOLDS_DOCUMENT(iter) || !bson_iter_recurse(iter, &child))
+	if (!BSON_ITER_HOLDS_DOCUMENT(iter))
 		refuse_key_document("masterKey must be a document");
-	while (bson_iter_next(&child))
-	{
-		const char *field = bson_iter_key(&child);
-
-		if (strcmp(field, "provider") != 0)
-			refuse_key_document(psprintf("unexpected field \"%s\" in masterKey", field));
-		if (!BSON_ITER_HOLDS_UTF8(&child))
-			refuse_key_document("masterKey.provider must be a string");
-		if (strcmp(bson_iter_utf8(&child, NULL), "local") != 0 &&
-			strcmp(bson_iter_utf8(&child, NULL), "command") != 0)
-			refuse_key_document(psprintf("masterKey.provider \"%s\" is not supported (only \"local\" and \"command\")",
-										 bson_iter_utf8(&child, NULL)));
-		has_provider = true;
-	}
-	if (!has_provider)
-		refuse_key_document("masterKey has no provider");
+	bson_iter_document(iter, &len, &bytes);
+	if (!bson_init_static(&master, bytes, len))
+		refuse_key_document("masterKey must be a document");
+	problem = kms_check_document(&master, &version);
+	if (problem != NULL)
+		refuse_key_document(problem);
 }
 
 static Datum

@@ -18,7 +18,6 @@
 #include "postgres.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "storage/fd.h"
@@ -27,6 +26,13 @@
 
 #define LOCAL_DEFAULT_VERSION "default"
 #define KEY_LINE_MAX 1024		/* longer lines are malformed */
+
+/*
+ * The file's path is a superuser-only setting that SHOW hides from other
+ * roles, and these errors reach whichever role needed a key: the path
+ * goes to the server log only.
+ */
+#define KEY_FILE_DETAIL(path) errdetail_log("The local master key file is \"%s\".", (path))
 
 typedef struct LocalKeyLine
 {
@@ -43,32 +49,6 @@ local_key_file(void)
 				 errmsg("no local master key is configured"),
 				 errhint("Set bsoncrypt.local_master_key_file in postgresql.conf to a file holding a base64 96-byte key, then reload.")));
 	return kms_local_master_key_file;
-}
-
-/* Refuse a key file that group or others could read, as for ssl_key_file. */
-static void
-check_key_file_permissions(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not access local master key file \"%s\": %m", path)));
-	if (!S_ISREG(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" is not a regular file", path)));
-	if (st.st_uid != geteuid() && st.st_uid != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" must be owned by the database user or root", path)));
-	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" has group or world access", path),
-				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root.")));
 }
 
 /* Parse one non-comment line into *entry; false if it is malformed. */
@@ -168,8 +148,9 @@ key_file_take_line(KeyFileReader *r)
 		(!named && (r->any_unnamed || r->count > 0)))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("invalid master key in local master key file \"%s\", line %d", r->path, r->lineno),
-				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-'.")));
+				 errmsg("invalid master key in local master key file, line %d", r->lineno),
+				 KEY_FILE_DETAIL(r->path),
+				 errhint("Each line must be \"<version> <base64 of 96 bytes>\", or a single line of base64; versions use letters, digits, '.', '_' and '-', starting with a letter or digit.")));
 	r->any_unnamed |= !named;
 	r->count++;
 }
@@ -187,7 +168,8 @@ key_file_read(KeyFileReader *r)
 		if (got < 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
-					 errmsg("could not read local master key file \"%s\": %m", r->path)));
+					 errmsg("could not read local master key file: %m"),
+					 KEY_FILE_DETAIL(r->path)));
 		if (got == 0)
 			break;
 		for (ssize_t i = 0; i < got; i++)
@@ -220,7 +202,7 @@ read_key_ring(int *count)
 	memset(&r, 0, sizeof(r));
 	r.path = local_key_file();
 	r.fd = -1;
-	check_key_file_permissions(r.path);
+	kms_check_secret_file(r.path, "local master key file");
 	r.capacity = 4;
 	r.ring = palloc0(sizeof(LocalKeyLine) * r.capacity);
 	r.fd = OpenTransientFile(r.path, O_RDONLY | PG_BINARY);
@@ -232,7 +214,8 @@ read_key_ring(int *count)
 		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open local master key file \"%s\": %m", r.path)));
+				 errmsg("could not open local master key file: %m"),
+				 KEY_FILE_DETAIL(r.path)));
 	}
 	PG_TRY();
 	{
@@ -248,14 +231,14 @@ read_key_ring(int *count)
 	if (r.count == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file \"%s\" holds no key", r.path)));
+				 errmsg("local master key file holds no key"),
+				 KEY_FILE_DETAIL(r.path)));
 	*count = r.count;
 	return r.ring;
 }
 
 static void
-local_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
-					  char **version_out)
+local_open(const char *version, const BsonData *master_key, KmsOpened *opened)
 {
 	int			count;
 	LocalKeyLine *ring = read_key_ring(&count);
@@ -271,17 +254,17 @@ local_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
 	}
 	if (found >= 0)
 	{
-		memcpy(key, ring[found].key, FLE_KEY_LEN);
-		if (version_out)
-			*version_out = pstrdup(ring[found].version);
+		memcpy(opened->key, ring[found].key, FLE_KEY_LEN);
+		opened->handed_out = true;
+		opened->version = pstrdup(ring[found].version);
 	}
 	explicit_bzero(ring, sizeof(LocalKeyLine) * count);
 	pfree(ring);
 	if (found < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("master key version \"%s\" is not in local master key file \"%s\"",
-						version, kms_local_master_key_file),
+				 errmsg("master key version \"%s\" is not in local master key file", version),
+				 KEY_FILE_DETAIL(kms_local_master_key_file),
 				 errhint("Keys that still wrap data keys must stay in the file until bsoncrypt.rotation_status shows no key on them.")));
 }
 
@@ -302,6 +285,6 @@ local_list_versions(void)
 
 const KmsProvider kms_local_provider = {
 	.name = "local",
-	.load_master_key = local_load_master_key,
+	.open = local_open,
 	.list_versions = local_list_versions,
 };

@@ -107,6 +107,8 @@ extern PGDLLEXPORT void bsoncrypt_rotation_worker_main(Datum main_arg);
 #define LAUNCHER_NAPTIME_MS 60000L		/* look for new databases */
 #define LAUNCHER_RESPAWN_SECS 60		/* at most one start per database per minute */
 #define ROTATION_LOCKED_RETRY_MS 1000L	/* wait for rows locked by others */
+#define ROTATION_STALL_MS 30000L	/* then leave; the launcher comes back */
+#define ROUND_LEAVE (-2L)			/* worker_round: the worker should exit */
 
 /* settings */
 static int	rotation_interval = 0;		/* seconds, 0 = off */
@@ -114,6 +116,7 @@ static int	rotation_batch_size = 1000;
 static int	rotation_batch_delay = 3;	/* milliseconds */
 static int	rotation_retry_delay = 10;	/* seconds */
 static int	rotation_nice = 0;			/* CPU niceness of the worker */
+int			rotation_row_delay = 0;		/* milliseconds, read by key_rewrap.c */
 
 typedef struct RotationSlot
 {
@@ -197,6 +200,14 @@ rotation_init(void)
 							"Leaves CPU to sessions: on 2 CPUs, 3 ms keeps a concurrent session at about 0.8-1.0x of its throughput while 100k keys rewrap in about 3 s.",
 							&rotation_batch_delay,
 							3, 0, 60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("bsoncrypt.rotation_row_delay",
+							"Pause of the rotation worker after each key it rewraps, inside a batch.",
+							"For testing crash safety: makes every batch transaction last batch_size times this, with its rows locked. 0 (the default) turns it off.",
+							&rotation_row_delay,
+							0, 0, 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
@@ -730,11 +741,13 @@ retarget_due(const char *provider, const char *version)
 }
 
 /*
- * One pass of batches over the key vault, then over relation_keys.
- * Returns false as soon as the rotation must start over (retarget_due).
+ * One pass of batches over the key vault, then over relation_keys; adds
+ * the keys it rewrapped to *rewrapped.  Returns false as soon as the
+ * rotation must start over (retarget_due).
  */
 static bool
-rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version)
+rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version,
+			uint64 *rewrapped)
 {
 	pg_uuid_t	after;
 	bool		have_after = false;
@@ -754,6 +767,7 @@ rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version)
 		rewrap_key_vault_batch(cache, provider, version, size,
 							   have_after ? &after : NULL, &batch);
 		add_keys_done(provider, batch.rewrapped);
+		*rewrapped += batch.rewrapped;
 		commit_tx();
 		if (batch.scanned == 0)
 			break;
@@ -779,6 +793,7 @@ rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version)
 		}
 		rewrap_relation_keys_batch(cache, provider, version, rotation_batch_size, &batch);
 		add_keys_done(provider, batch.rewrapped);
+		*rewrapped += batch.rewrapped;
 		commit_tx();
 		if (batch.scanned == 0)
 			break;
@@ -787,18 +802,26 @@ rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version)
 	return true;
 }
 
-/* Rotate every key of a provider to its current version. */
-static void
+/*
+ * Rotate every key of a provider to its current version.  Returns false if
+ * it left because the keys still to rewrap stayed locked by other sessions
+ * for ROTATION_STALL_MS (an open transaction holding them must not keep a
+ * worker busy): the rotation stays 'rewrapping' and resumes later.
+ */
+static bool
 rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 {
 	char	   *version = start_rotation(cache, provider, cxt);
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	int64		remaining;
+	TimestampTz stalled_since = 0;	/* first pass that rewrapped nothing */
 
 	for (;;)
 	{
-		if (!rewrap_pass(cache, provider, version))
+		uint64		rewrapped = 0;
+
+		if (!rewrap_pass(cache, provider, version, &rewrapped))
 		{
 			char	   *old_version = version;
 
@@ -807,6 +830,7 @@ rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 			ereport(LOG,
 					(errmsg("bsoncrypt: rotation of provider \"%s\" re-targeted from master key version \"%s\" to \"%s\"",
 							provider, old_version, version)));
+			stalled_since = 0;
 			continue;
 		}
 
@@ -827,11 +851,22 @@ rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 		if (remaining == 0)
 			break;
 		/* keys locked by other sessions (or just created on an old version) */
+		if (rewrapped > 0 || stalled_since == 0)
+			stalled_since = GetCurrentTimestamp();
+		else if (TimestampDifferenceExceeds(stalled_since, GetCurrentTimestamp(),
+											ROTATION_STALL_MS))
+		{
+			ereport(LOG,
+					(errmsg("bsoncrypt: " INT64_FORMAT " keys of provider \"%s\" stayed locked by other sessions; the rotation to \"%s\" resumes within a minute",
+							remaining, provider, version)));
+			return false;
+		}
 		between_batches(ROTATION_LOCKED_RETRY_MS);
 	}
 	ereport(LOG,
 			(errmsg("bsoncrypt: every key of provider \"%s\" is on master key version \"%s\"",
 					provider, version)));
+	return true;
 }
 
 static void
@@ -887,7 +922,8 @@ check_extension_tables(void)
 /*
  * One round: request a periodic rotation if due, then rotate one provider
  * that has work.  Returns 0 after a rotation, else the milliseconds until a
- * failed rotation is due for a retry, or -1 when there is nothing to do.
+ * failed rotation is due for a retry, -1 when there is nothing to do, or
+ * ROUND_LEAVE when the rotation waits for keys locked by other sessions.
  */
 static long
 worker_round(MemoryContext cxt)
@@ -939,6 +975,7 @@ worker_round(MemoryContext cxt)
 	if (provider != NULL)
 	{
 		MasterKeyCache *volatile cache = NULL;
+		volatile bool stalled = false;
 
 		PG_TRY();
 		{
@@ -946,7 +983,7 @@ worker_round(MemoryContext cxt)
 
 			cache = master_key_cache_create();
 			MemoryContextSwitchTo(old);
-			rotate_provider(cache, provider, cxt);
+			stalled = !rotate_provider(cache, provider, cxt);
 		}
 		PG_CATCH();
 		{
@@ -967,7 +1004,7 @@ worker_round(MemoryContext cxt)
 		}
 		PG_END_TRY();
 		master_key_cache_free(cache);
-		wait_ms = 0;
+		wait_ms = stalled ? ROUND_LEAVE : 0;
 	}
 	return wait_ms;
 }
@@ -1030,6 +1067,8 @@ bsoncrypt_rotation_worker_main(Datum main_arg)
 		}
 		MemoryContextReset(cxt);
 		wait_ms = worker_round(cxt);
+		if (wait_ms == ROUND_LEAVE)
+			break;
 		if (wait_ms == 0)
 			continue;
 		if (wait_ms > 0 && wait_ms <= ROTATION_LINGER_MS)

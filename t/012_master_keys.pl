@@ -38,7 +38,7 @@ is(sql(q{SELECT master_key_version FROM key_vault}), 'default', 'a one-key file 
 
 # permissions: group/world access is refused, like ssl_key_file
 chmod 0644, $keyfile;
-like(sql_error(q{SELECT create_data_key()}), qr/local master key file ".*" has group or world access/,
+like(sql_error(q{SELECT create_data_key()}), qr/local master key file has group or world access/,
 	'a world-readable key file is refused');
 like(sql_error(q{SELECT doc ~>> 's' FROM docs}), qr/group or world access/,
 	'also for unwrapping');
@@ -48,13 +48,19 @@ is(sql(q{SELECT doc ~>> 's' FROM docs}), 'one', 'mode 0600 is accepted again');
 # a missing file, a malformed file
 $node->safe_psql('postgres', "ALTER SYSTEM SET bsoncrypt.local_master_key_file = '$dir/nope.key'");
 $node->reload;
-like(sql_error(q{SELECT create_data_key()}), qr/could not access local master key file ".*nope.key"/,
+like(sql_error(q{SELECT create_data_key()}), qr/could not access local master key file: No such file or directory/,
 	'a missing key file is a clear error');
 write_secret_file("$dir/bad.key", "v1 not-base64!!\n", 0600);
 $node->safe_psql('postgres', "ALTER SYSTEM SET bsoncrypt.local_master_key_file = '$dir/bad.key'");
 $node->reload;
 my $err = sql_error(q{SELECT create_data_key()});
-like($err, qr/invalid master key in local master key file ".*bad.key", line 1/, 'a malformed key is a clear error');
+like($err, qr/invalid master key in local master key file, line 1/, 'a malformed key is a clear error');
+# the file's path (a superuser-only setting) is in the server log, not in messages
+my $server_log = slurp_file($node->logfile);
+like($server_log, qr/DETAIL:  The local master key file is ".*nope.key"/,
+	'the server log names the missing file');
+like($server_log, qr/DETAIL:  The local master key file is ".*bad.key"/, 'and the malformed one');
+unlike($err, qr/bad\.key/, 'messages do not');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET bsoncrypt.local_master_key_file");
 $node->reload;
 
@@ -110,6 +116,18 @@ unlike($err, qr/some diagnostics/, 'its stderr goes to the log, not to the clien
 sql(q{UPDATE key_vault SET master_key_version = 'junk' WHERE 'c' = ANY (key_alt_names)});
 like(sql_error(q{SELECT doc ~>> 's' FROM docs WHERE id = 3}),
 	qr/master key command printed no valid key for version "junk"/, 'bad command output is a clear error');
+# versions come from the key vault, which key administrators write: one
+# that would be an option of the command (or a directory) is never passed
+for my $bad ('-x', '--help', '..')
+{
+	sql(qq{UPDATE key_vault SET master_key_version = '$bad' WHERE 'c' = ANY (key_alt_names)});
+	like(sql_error(q{SELECT doc ~>> 's' FROM docs WHERE id = 3}),
+		qr/invalid master key version name "\Q$bad\E"/, "version \"$bad\" is refused");
+	like(sql_error(qq{SELECT rewrap_many_data_key('{}', 'command', '$bad')}),
+		qr/invalid master key version name "\Q$bad\E"/, "also as a rewrap target");
+}
+unlike(slurp_file($node->logfile), qr/unknown version (-x|--help|\.\.)/,
+	'the command never ran with such a version');
 sql(q{UPDATE key_vault SET master_key_version = 'v7' WHERE 'c' = ANY (key_alt_names)});
 is(sql(q{SELECT doc ~>> 's' FROM docs WHERE id = 3}), 'three', 'back to a good version');
 like(sql_error(q{SELECT create_data_key('command', '{d}') FROM (SELECT set_config('bsoncrypt.master_key_command', 'x', true)) s}),

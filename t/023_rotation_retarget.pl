@@ -4,7 +4,8 @@
 # towards v3), the rotation to v2 is not finished first, and at the end
 # every key, data keys and relation keys alike, is on v3 and decrypts.
 # Also without a new request: a version appended to the key ring alone
-# re-targets a running rotation too.
+# re-targets a running rotation too.  And a worker whose remaining keys stay
+# locked by another session's open transaction leaves instead of waiting.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -123,6 +124,26 @@ $node->poll_query_until('postgres',
 	q{SELECT state = 'done' FROM bsoncrypt.rotation_status WHERE provider = 'local'})
   or die 'the rotation to v5 did not finish: ' . status();
 is(on_version('v5'), $nkeys, 'every data key is on v5');
+
+# --- 3. keys locked by an open transaction do not keep a worker busy
+append_version('v6');
+my $locker = $node->background_psql('postgres');
+$locker->query_safe(
+	q{BEGIN; SELECT 1 FROM bsoncrypt.key_vault ORDER BY _id LIMIT 1 FOR UPDATE});
+$node->safe_psql('postgres', 'SELECT bsoncrypt.rotate_master_key()');
+ok( $node->poll_query_until('postgres',
+		q{SELECT state = 'rewrapping' AND worker_pid IS NULL AND keys_done = keys_total - 1
+		    FROM bsoncrypt.rotation_status WHERE provider = 'local'}),
+	'the worker leaves when only keys locked by another session are left');
+like(slurp_file($node->logfile), qr/keys of provider "local" stayed locked by other sessions/,
+	'and says so in the log');
+$locker->query_safe('COMMIT');
+$locker->quit;
+$node->safe_psql('postgres', 'SELECT bsoncrypt.rotate_master_key()');
+$node->poll_query_until('postgres',
+	q{SELECT state = 'done' FROM bsoncrypt.rotation_status WHERE provider = 'local'})
+  or die 'the rotation to v6 did not finish: ' . status();
+is(on_version('v6'), $nkeys, 'the rotation finishes once the lock is gone');
 
 $node->stop;
 done_testing();

@@ -5,7 +5,7 @@
 # pgoutput.  So an ordinary subscription (its slot, and the catch-up slots
 # of its table synchronizations, all "pgoutput") replicates encrypted
 # tables, also when they are written during the initial copy; Citus's
-# shard moves rely on the same (t/050_citus.pl).  Decrypted changes leave
+# shard moves rely on the same (t/060_citus.pl).  Decrypted changes leave
 # the server only over SSL or a Unix-domain socket.
 use strict;
 use warnings;

@@ -86,7 +86,44 @@ can('bc_admin', q{SELECT bsoncrypt.get_key_by_alt_name('adm-b') IS NOT NULL}, 't
 	'find the imported key by its keyAltName');
 can('bc_admin', qq{SELECT bsoncrypt.delete_key('$k')}, 't', 'delete a key');
 
+# NULLs where the key vault has none (rows built with ROW(...), which no
+# constraint checks): errors, never a crash of the server
+my $log_offset = -s $node->logfile;
+like(as('bc_admin', q{SELECT bsoncrypt.create_data_key(NULL)}),
+	qr/^ERROR 22023: unknown master key provider "\(null\)"/, 'create_data_key(NULL) is an error');
+like(as('bc_admin', q{SELECT bsoncrypt._new_key_material(NULL)}),
+	qr/^ERROR 22023: unknown master key provider "\(null\)"/, '_new_key_material(NULL) is an error');
+my @columns = qw(_id key_alt_names key_material master_key master_key_version
+  creation_date update_date status);
+for my $i (0 .. $#columns)
+{
+	next if $columns[$i] eq 'master_key_version';    # not part of a key document
+	my $row = join(', ', map { $_ == $i ? 'NULL' : "k.$columns[$_]" } 0 .. $#columns);
+	like(as('bc_admin', qq{SELECT bsoncrypt._key_document(ROW($row)::bsoncrypt.key_vault)
+  FROM bsoncrypt.key_vault k WHERE 'shared' = ANY (k.key_alt_names)}),
+		qr/^ERROR 22004: cannot make a key document of a key vault row whose $columns[$i] is NULL/,
+		"_key_document of a row whose $columns[$i] is NULL is an error");
+}
+can('bc_admin', q{SELECT bsoncrypt._key_document(ROW(k._id, '{NULL, a, NULL}', k.key_material,
+    k.master_key, k.master_key_version, k.creation_date, k.update_date, k.status)::bsoncrypt.key_vault)
+    ->> 'keyAltNames' FROM bsoncrypt.key_vault k WHERE 'shared' = ANY (k.key_alt_names)},
+	'[ "a" ]', 'export a row whose keyAltNames hold NULLs (without them)');
+unlike(slurp_file($node->logfile, $log_offset), qr/terminated by signal/,
+	'no server process crashed');
+
 cannot('bc_admin', q{SHOW bsoncrypt.local_master_key_file}, 'read the master key file setting');
+# ... nor from an error about a master key version the file does not hold
+my $keyfile = $node->basedir . '/master.key';
+my $err_text = sub {
+	my ($role, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', "\\set VERBOSITY verbose\n$sql",
+		extra_params => [ '-U', $role ]);
+	return $err;
+};
+my $e = $err_text->('bc_admin', q{SELECT bsoncrypt.rewrap_many_data_key('{}', 'local', 'retired')});
+like($e, qr/ERROR:  42704: master key version "retired" is not in local master key file/,
+	'bc_admin: rewrapping to a version the key file lacks is an error');
+unlike($e, qr/\Q$keyfile\E/, 'bc_admin cannot read the master key file setting from that error');
 cannot('bc_admin', q{SELECT current_setting('bsoncrypt.master_key_command')},
 	'read the master key command setting');
 cannot('bc_admin', q{SELECT bsoncrypt.rotate_master_key()}, 'run rotate_master_key');
@@ -103,6 +140,12 @@ can('bc_writer', q{SELECT bsoncrypt.encrypt_value('{"": "for readers"}', 'shared
 can('bc_writer', q{SELECT bsoncrypt.encrypt_field('{"a": "x"}', 'a', 'shared')::text LIKE '%"06"%'},
 	't', 'encrypt a field with a keyAltName');
 cannot('bc_writer', qq{SELECT bsoncrypt.decrypt_value('$ct')}, 'decrypt');
+$node->safe_psql('postgres', q{CREATE TEMP TABLE v AS SELECT bsoncrypt.create_data_key('local', '{retired}') AS k;
+UPDATE bsoncrypt.key_vault SET master_key_version = 'retired' FROM v WHERE _id = v.k});
+$e = $err_text->('bc_writer', q{SELECT bsoncrypt.encrypt_value('{"": 1}', 'retired')});
+like($e, qr/ERROR:  42704: master key version "retired" is not in local master key file/,
+	'bc_writer: a key whose master key version the file lacks is an error');
+unlike($e, qr/\Q$keyfile\E/, 'bc_writer cannot read the master key file setting from that error');
 cannot('bc_writer', q{SELECT count(*) FROM bsoncrypt.key_vault}, 'SELECT the key vault');
 cannot('bc_writer', q{SELECT bsoncrypt.get_key_by_alt_name('shared')}, 'read keys');
 cannot('bc_writer', q{SELECT bsoncrypt.create_data_key('local', '{w}')}, 'create keys');
