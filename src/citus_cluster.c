@@ -45,6 +45,7 @@
  */
 #include "postgres.h"
 
+#include <ctype.h>
 #include <dlfcn.h>
 
 #include "access/genam.h"
@@ -61,6 +62,7 @@
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "parser/parse_relation.h"
 #include "utils/array.h"
@@ -115,6 +117,7 @@ static CitusApi citus;
 static int	applying_depth = 0;
 
 static bool local_key_vault_changes = false;	/* setting */
+static bool cluster_requires_ssl = true;	/* setting */
 
 static void cluster_xact_callback(XactEvent event, void *arg);
 
@@ -158,6 +161,15 @@ cluster_init(void)
 							 &local_key_vault_changes,
 							 false,
 							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("bsoncrypt.cluster_requires_ssl",
+							 "Send to other Citus nodes only when Citus's connections require SSL.",
+							 "On: key vault changes, node activations and rotation requests are refused "
+							 "unless citus.node_conninfo sets sslmode to require, verify-ca or verify-full.",
+							 &cluster_requires_ssl,
+							 true,
+							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
 
@@ -379,6 +391,94 @@ check_workers_have_metadata(void)
  */
 
 /*
+ * The value of keyword in a libpq connection string ("key = value ...",
+ * values optionally single-quoted, backslash escapes), the last one
+ * given, or NULL.
+ */
+static char *
+conninfo_value(const char *conninfo, const char *keyword)
+{
+	const char *p = conninfo;
+	char	   *found = NULL;
+
+	while (*p != '\0')
+	{
+		StringInfoData key;
+		StringInfoData value;
+
+		while (isspace((unsigned char) *p))
+			p++;
+		if (*p == '\0')
+			break;
+		initStringInfo(&key);
+		while (*p != '\0' && *p != '=' && !isspace((unsigned char) *p))
+			appendStringInfoChar(&key, *p++);
+		while (isspace((unsigned char) *p))
+			p++;
+		if (*p != '=')
+			return NULL;		/* malformed: Citus would refuse it too */
+		p++;
+		while (isspace((unsigned char) *p))
+			p++;
+		initStringInfo(&value);
+		if (*p == '\'')
+		{
+			for (p++; *p != '\0' && *p != '\''; p++)
+			{
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				appendStringInfoChar(&value, *p);
+			}
+			if (*p == '\'')
+				p++;
+		}
+		else
+		{
+			for (; *p != '\0' && !isspace((unsigned char) *p); p++)
+			{
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+				appendStringInfoChar(&value, *p);
+			}
+		}
+		if (strcmp(key.data, keyword) == 0)
+			found = value.data;
+		else
+			pfree(value.data);
+		pfree(key.data);
+	}
+	return found;
+}
+
+/*
+ * Refuse to send anything to other nodes over connections that do not
+ * require SSL (bsoncrypt.cluster_requires_ssl): decrypted values travel on
+ * Citus's connections (decryption pushed down, rows of moved shards), so a
+ * cluster whose connections may fall back to plaintext is not run.
+ */
+static void
+check_connections_require_ssl(void)
+{
+	const char *conninfo;
+	char	   *mode;
+
+	if (!cluster_requires_ssl)
+		return;
+	conninfo = GetConfigOption("citus.node_conninfo", true, false);
+	mode = conninfo_value(conninfo ? conninfo : "", "sslmode");
+	if (mode != NULL && (strcmp(mode, "require") == 0 || strcmp(mode, "verify-ca") == 0 ||
+						 strcmp(mode, "verify-full") == 0))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("Citus's connections between nodes do not require SSL"),
+			 errdetail("citus.node_conninfo sets sslmode to \"%s\"; decrypted values and keys cross those connections.",
+					   mode ? mode : "prefer"),
+			 errhint("Set sslmode=verify-full (or require) in citus.node_conninfo on every node, "
+					 "or turn bsoncrypt.cluster_requires_ssl off.")));
+}
+
+/*
  * Run command on every active primary worker (all have metadata), as the
  * current role, in
  * Citus's coordinated transaction (committed with ours, by two-phase
@@ -387,6 +487,7 @@ check_workers_have_metadata(void)
 static void
 send_to_workers(const char *command)
 {
+	check_connections_require_ssl();
 	check_workers_have_metadata();
 	citus.send_to_workers(command);
 }
@@ -397,6 +498,7 @@ send_to_node(const char *name, int32 port, const char *command)
 {
 	void	   *node = citus.find_worker_node(name, port);
 
+	check_connections_require_ssl();
 	if (node == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

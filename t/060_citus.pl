@@ -139,6 +139,24 @@ like($err, qr/the key vault of a Citus worker changes only with the coordinator'
 like($err, qr/changes only with the coordinator's/, '... and to delete keys by itself');
 vaults_equal('after the refused changes');
 
+# Citus's connections must require SSL: decrypted values cross them
+sub set_node_conninfo
+{
+	my ($conninfo) = @_;
+	$coord->safe_psql('postgres', qq{ALTER SYSTEM SET citus.node_conninfo = '$conninfo'; SELECT pg_reload_conf();});
+	$coord->poll_query_until('postgres', qq{SELECT current_setting('citus.node_conninfo') = '$conninfo'})
+	  or die "citus.node_conninfo did not become $conninfo";
+}
+set_node_conninfo(q{connect_timeout=10 sslmode = ''prefer''});
+($rc, $out, $err) = $coord->psql('postgres', q{SELECT bsoncrypt.create_data_key('local', '{plain}')});
+like($err, qr/Citus's connections between nodes do not require SSL.*sslmode to "prefer"/s,
+	'no key vault change is sent while citus.node_conninfo does not require SSL');
+is($coord->safe_psql('postgres', q{SELECT count(*) FROM bsoncrypt.key_vault WHERE 'plain' = ANY (key_alt_names)}), '0',
+	'... and the key is not made');
+$coord->safe_psql('postgres', q{ALTER SYSTEM RESET citus.node_conninfo; SELECT pg_reload_conf();});
+$coord->poll_query_until('postgres', q{SELECT current_setting('citus.node_conninfo') = 'sslmode=require'})
+  or die 'citus.node_conninfo was not reset';
+
 # privileges on the extension's objects follow the coordinator's
 $coord->safe_psql('postgres', q{
 CREATE ROLE app LOGIN;
@@ -225,6 +243,7 @@ COMMIT;});
 }
 like(shard_plans($by_ssn, $prepare), qr/Task Count: 1\b/,
 	'equality on the encrypted distribution column is routed to one shard');
+my ($plan, $by_field);
 # (Citus cannot show the remote plan of a routed EXECUTE: count index scans)
 sub people_index_scans
 {
@@ -248,11 +267,21 @@ for (my $tries = 0; $tries < 100 && people_index_scans() == $scans; $tries++)
 	select(undef, undef, undef, 0.1);    # statistics arrive when sessions end
 }
 is(people_index_scans(), $scans + 1, '... with one scan of one shard\'s index');
+# the same query with the ciphertext as a constant: Citus shows the plan
+# of the one shard it routes to, an index scan
+my $ciphertext = $coord->safe_psql('postgres',
+	q{SELECT bsoncrypt.encrypt_value('{"": "MARKER-PSSN-1234"}', 'hr', 'deterministic')});
+my $by_constant = qq{SELECT doc FROM people WHERE ssn = '$ciphertext'};
+$plan = shard_plans($by_constant);
+like($plan, qr/Task Count: 1\b.*Index Scan using people_ssn_\d+ on people_\d+/s,
+	'with the ciphertext as a constant, the plan is one task using that shard\'s index')
+  or diag($plan);
+is($coord->safe_psql('postgres', $by_constant), '{ "n" : 1234 }', '... and finds the row');
 
 # ... and answered from each shard's index when the table is distributed otherwise
-my $by_field = q{SELECT id FROM docs
+$by_field = q{SELECT id FROM docs
  WHERE bsoncrypt.bson_get(doc, 'ssn') = bsoncrypt.encrypt_value('{"": "MARKER-SSN-77"}', 'hr', 'deterministic')};
-my $plan = shard_plans($by_field);
+$plan = shard_plans($by_field);
 is(scalar(() = $plan =~ /Index Scan using docs_ssn_\d+|Bitmap Index Scan on docs_ssn_\d+/g), 8,
 	'equality on an encrypted field uses the index of each of the 8 shards');
 is($coord->safe_psql('postgres', $by_field), '77', '... and finds the row');
@@ -438,6 +467,9 @@ SELECT count(*) = 4 AND bool_and(state = 'done') AND bool_and(node_error IS NULL
   FROM bsoncrypt.cluster_rotation_status WHERE provider = 'local' OR node_error IS NOT NULL})
   or die 'the rotation did not finish on every node';
 pass('the rotation finished on every node once the worker was back');
+is($coord->safe_psql('postgres', q{SELECT count(DISTINCT nodeport), bool_and(keys_done = keys_total)
+  FROM bsoncrypt.cluster_rotation_status WHERE provider = 'local'}), '4|t',
+	'cluster_rotation_status shows the progress of each of the 4 nodes');
 is($coord->safe_psql('postgres', q{SELECT DISTINCT master_key_version FROM bsoncrypt.cluster_master_key_versions}),
 	'v2', 'every data key and relation key of every node is on v2');
 vaults_equal('after the rotation');
