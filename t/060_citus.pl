@@ -132,6 +132,27 @@ vaults_equal('keys made on the coordinator');
 is($w2->safe_psql('postgres', q{SELECT bsoncrypt.decrypt_value(bsoncrypt.encrypt_value('{"": "x"}', 'payroll'))}),
 	'{ "" : "x" }', 'a worker encrypts and decrypts with a key made on the coordinator');
 
+# import (of a deleted key), alt-name removal and rewraps reach the workers
+my $imported = $coord->safe_psql('postgres', q{
+SELECT bsoncrypt.create_data_key('local', '{imp}');
+CREATE TABLE saved AS SELECT bsoncrypt.get_key_by_alt_name('imp') AS k,
+       bsoncrypt.encrypt_value('{"": "imported"}', 'imp') AS v;
+SELECT bsoncrypt.delete_key(_id) FROM bsoncrypt.key_vault WHERE 'imp' = ANY (key_alt_names);
+SELECT bsoncrypt.import_key(k) FROM saved;
+SELECT bsoncrypt.add_key_alt_name(_id, 'gone') FROM bsoncrypt.key_vault WHERE 'hr' = ANY (key_alt_names);
+SELECT bsoncrypt.remove_key_alt_name(_id, 'gone') FROM bsoncrypt.key_vault WHERE 'hr' = ANY (key_alt_names);
+SELECT bsoncrypt.rewrap_many_data_key('{}');
+SELECT v FROM saved;
+});
+$imported = (split /\n/, $imported)[-1];
+vaults_equal('after import_key, remove_key_alt_name and rewrap_many_data_key');
+is($w1->safe_psql('postgres', qq{SELECT bsoncrypt.decrypt_value('$imported')}), '{ "" : "imported" }',
+	'a worker decrypts with a key deleted and imported again on the coordinator');
+($rc, $out, $err) = $w2->psql('postgres', q{SELECT bsoncrypt.encrypt_value('{"": "x"}', 'gone')});
+like($err, qr/no data key has keyAltName "gone"/, 'an alt name removed on the coordinator is gone on the workers');
+is($w2->safe_psql('postgres', q{SELECT count(*) FROM bsoncrypt.key_alt_names WHERE key_alt_name = 'gone'}), '0',
+	'... from their key_alt_names too');
+
 ($rc, $out, $err) = $w1->psql('postgres', q{SELECT bsoncrypt.create_data_key('local', '{rogue}')});
 like($err, qr/the key vault of a Citus worker changes only with the coordinator's/,
 	'a worker refuses to make keys of its own');
