@@ -43,3 +43,19 @@ extension/bsoncrypt--$(EXT_VERSION).sql: $(SQL_PARTS)
 
 # relink when the export list changes
 $(shlib): src/exports.map
+
+# bsoncrypt under the name of the output plugin it wraps: with
+# dynamic_library_path = '$libdir/bsoncrypt_decoders:$libdir', slots made
+# with "pgoutput" (subscriptions, Citus's shard moves) decode through
+# bsoncrypt, which hands decrypted changes to the real pgoutput
+# (docs/at-rest-encryption.md).  A link, so that it is the same library.
+DECODERS_DIR = $(DESTDIR)$(pkglibdir)/bsoncrypt_decoders
+install: install-decoders
+install-decoders: installdirs
+	$(MKDIR_P) '$(DECODERS_DIR)'
+	ln -sf ../$(MODULE_big)$(DLSUFFIX) '$(DECODERS_DIR)/pgoutput$(DLSUFFIX)'
+uninstall: uninstall-decoders
+uninstall-decoders:
+	rm -f '$(DECODERS_DIR)/pgoutput$(DLSUFFIX)'
+	-rmdir '$(DECODERS_DIR)'
+.PHONY: install-decoders uninstall-decoders

@@ -43,6 +43,14 @@
  *	  3. marks the row 'done' when no key of the provider is left on another
  *		 version.
  *
+ *	  On a Citus cluster (citus_cluster.c) rotate_master_key() on the
+ *	  coordinator asks every node; a worker rewraps its own relation_keys
+ *	  only, since its key vault is a copy of the coordinator's, whose
+ *	  rewraps reach every node in the same distributed transaction.  A
+ *	  batch fails while a worker cannot be reached and is retried; a node
+ *	  that was down finds its rotation in its rotation_state when it comes
+ *	  back.
+ *
  *	  Every batch UPDATE changes key_material and master_key_version of a row
  *	  together, so each key is wrapped by exactly the version it names at
  *	  every instant: a crash anywhere loses nothing, and the worker just
@@ -82,6 +90,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "cluster.h"
 #include "kms.h"
 #include "rotation.h"
 #include "trusted_sql.h"
@@ -126,6 +135,13 @@ static RotationShmem *rotation_shmem = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static bool wake_at_commit = false;
+
+/*
+ * Does this node's rotation rewrap the key vault?  Not on a Citus worker,
+ * whose vault is a copy of the coordinator's: the coordinator's rewraps
+ * reach it (citus_cluster.c).  Set when a rotation starts.
+ */
+static bool rotate_key_vault = true;
 static bool xact_callback_registered = false;
 
 /* ----------------------------------------------------------------
@@ -335,28 +351,41 @@ check_preloaded(void)
  * ----------------------------------------------------------------
  */
 
+/* Wake this database's rotation worker, or start one. */
 static void
-rotation_xact_callback(XactEvent event, void *arg)
+wake_or_start_worker(void)
 {
 	Latch	   *latch = NULL;
 
+	if (rotation_shmem == NULL)
+		return;
+	if (slot_pid(MyDatabaseId, &latch) != 0 && latch != NULL)
+		SetLatch(latch);
+	else if (!start_database_worker(MyDatabaseId, 0))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a bsoncrypt rotation worker for this database"),
+				 errhint("Raise max_worker_processes; the launcher starts the rotation within a minute once a worker is free.")));
+}
+
+/*
+ * At commit, wake the worker.  A prepared transaction (a Citus worker's
+ * part of rotate_master_key on the coordinator) commits later, maybe in
+ * another session: wake it at PREPARE already; a worker that finds nothing
+ * yet looks again before it leaves (ROTATION_LINGER_MS), and the launcher
+ * comes by within a minute.
+ */
+static void
+rotation_xact_callback(XactEvent event, void *arg)
+{
 	if (!wake_at_commit)
 		return;
-	if (event == XACT_EVENT_COMMIT)
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PREPARE)
 	{
 		wake_at_commit = false;
-		if (rotation_shmem == NULL)
-			return;
-		if (slot_pid(MyDatabaseId, &latch) != 0 && latch != NULL)
-			SetLatch(latch);
-		else if (!start_database_worker(MyDatabaseId, 0))
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("could not start a bsoncrypt rotation worker for this database"),
-					 errhint("Raise max_worker_processes; the launcher starts the rotation within a minute once a worker is free.")));
+		wake_or_start_worker();
 	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
-			 event == XACT_EVENT_PREPARE)
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
 		wake_at_commit = false;
 }
 
@@ -563,28 +592,30 @@ relation_keys_exist(void)
 static int64
 keys_to_rewrap(const char *provider, const char *version, Datum *versions)
 {
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[3];
 	bool		isnull;
 	int64		count;
 	StringInfoData sql;
 
 	values[0] = CStringGetTextDatum(provider);
 	values[1] = CStringGetTextDatum(version);
+	values[2] = BoolGetDatum(rotate_key_vault);
 	initStringInfo(&sql);
 	appendStringInfoString(&sql,
 						   "SELECT pg_catalog.count(*)::pg_catalog.int8,"
 						   "       COALESCE(pg_catalog.array_agg(DISTINCT x.v ORDER BY x.v), '{}'::pg_catalog.text[])"
 						   "  FROM (SELECT k.master_key_version FROM bsoncrypt.key_vault k"
 						   "         WHERE bsoncrypt.bson_get_text(k.master_key, 'provider') OPERATOR(pg_catalog.=) $1"
-						   "           AND k.master_key_version OPERATOR(pg_catalog.<>) $2");
+						   "           AND k.master_key_version OPERATOR(pg_catalog.<>) $2"
+						   "           AND $3");
 	if (relation_keys_exist())
 		appendStringInfoString(&sql,
 							   " UNION ALL SELECT r.master_key_version FROM bsoncrypt.relation_keys r"
 							   "  WHERE r.provider OPERATOR(pg_catalog.=) $1"
 							   "    AND r.master_key_version OPERATOR(pg_catalog.<>) $2");
 	appendStringInfoString(&sql, ") AS x(v)");
-	run_sql(sql.data, 2, argtypes, values, SPI_OK_SELECT);
+	run_sql(sql.data, 3, argtypes, values, SPI_OK_SELECT);
 	count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (versions)
 		*versions = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0],
@@ -645,6 +676,7 @@ start_rotation(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 	MemoryContext old;
 
 	begin_tx();
+	rotate_key_vault = cluster_role() != CLUSTER_WORKER;
 	old = MemoryContextSwitchTo(cxt);
 	version = pstrdup(master_key_cache_current(cache, provider));
 	MemoryContextSwitchTo(old);
@@ -721,7 +753,7 @@ rewrap_pass(MasterKeyCache *cache, const char *provider, const char *version,
 	bool		have_after = false;
 	bool		relation_keys;
 
-	for (;;)
+	while (rotate_key_vault)
 	{
 		RewrapBatch batch;
 		int			size = rotation_batch_size;

@@ -14,13 +14,22 @@
  *	    change of an encrypted table with the values decrypted, and no
  *	    change (or TRUNCATE) of bsoncrypt.relation_keys (this server's file
  *	    keys);
+ *	  - the same plugin under another plugin's name: "make install" puts a
+ *	    link $libdir/bsoncrypt_decoders/pgoutput.so to bsoncrypt.so, so
+ *	    that with dynamic_library_path = '$libdir/bsoncrypt_decoders:$libdir'
+ *	    every slot made with "pgoutput" (those of CREATE SUBSCRIPTION, of
+ *	    Citus's shard moves) loads bsoncrypt, which then wraps the real
+ *	    pgoutput (loaded with that directory left out of the path);
+ *	  - decrypted changes leave the server only over SSL or a Unix-domain
+ *	    socket (bsoncrypt.decoding_requires_ssl);
  *	  - tde_check_decoding(), called by the access method's handler, which
- *	    runs when decoding opens an encrypted table, refuses any other
- *	    plugin with an error.  pgoutput only sends the tables of its
- *	    publications, so it is refused only while some publication
- *	    publishes an encrypted table.  A walsender that read an encrypted
- *	    table with SQL drops its cache entry (tde_note_walsender_read), so
- *	    that decoding cannot reuse it unchecked.
+ *	    runs when decoding opens an encrypted table, refuses any plugin that
+ *	    is not bsoncrypt under one name or the other.  The real pgoutput only
+ *	    sends the tables of its publications, so it is refused only while
+ *	    some publication publishes an encrypted table.  A walsender that read
+ *	    an encrypted table with SQL drops its cache entry
+ *	    (tde_note_walsender_read), so that decoding cannot reuse it
+ *	    unchecked.
  *
  *	  Keys are read with the decoding's historic snapshot: relation_keys is
  *	  a user_catalog_table, so a key made in the decoded transaction is
@@ -30,6 +39,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <sys/socket.h>
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -43,6 +54,8 @@
 #include "catalog/pg_publication_rel.h"
 #include "commands/defrem.h"
 #include "fmgr.h"
+#include "libpq/libpq-be.h"
+#include "miscadmin.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
 #include "replication/reorderbuffer.h"
@@ -60,10 +73,13 @@
 #include "tde.h"
 
 #define TDE_PLUGIN_NAME "bsoncrypt"
+#define TDE_DECODERS_DIR "bsoncrypt_decoders"	/* holds the link below */
+#define TDE_LINKED_PLUGIN "pgoutput"	/* the link's name: bsoncrypt as pgoutput */
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
 static char *inner_plugin_name = NULL;	/* setting */
+static bool decoding_requires_ssl = true;	/* setting */
 static OutputPluginCallbacks inner;		/* the wrapped plugin's callbacks */
 static MemoryContext change_cxt = NULL; /* decrypted tuples of one change */
 
@@ -79,6 +95,97 @@ tde_define_decoding_settings(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("bsoncrypt.decoding_requires_ssl",
+							 "Send decrypted changes of encrypted_heap tables only over SSL or a Unix-domain socket.",
+							 "Off lets the bsoncrypt output plugin send plaintext over unencrypted TCP connections.",
+							 &decoding_requires_ssl,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Which plugin a name stands for
+ * ------------------------------------------------------------------------
+ */
+
+/* Is this element of dynamic_library_path the directory of bsoncrypt's links? */
+static bool
+is_decoders_dir(const char *dir, size_t len)
+{
+	size_t		dirlen = strlen(TDE_DECODERS_DIR);
+
+	while (len > 0 && dir[len - 1] == '/')
+		len--;
+	return len >= dirlen && strncmp(dir + len - dirlen, TDE_DECODERS_DIR, dirlen) == 0 &&
+		(len == dirlen || dir[len - dirlen - 1] == '/');
+}
+
+/* dynamic_library_path without bsoncrypt_decoders (palloc'd) */
+static char *
+path_without_decoders(const char *path)
+{
+	StringInfoData result;
+	const char *p = path;
+
+	initStringInfo(&result);
+	while (*p != '\0')
+	{
+		const char *end = strchr(p, ':');
+		size_t		len = end ? (size_t) (end - p) : strlen(p);
+
+		if (!is_decoders_dir(p, len))
+		{
+			if (result.len > 0)
+				appendStringInfoChar(&result, ':');
+			appendBinaryStringInfo(&result, p, len);
+		}
+		p += len;
+		if (*p == ':')
+			p++;
+	}
+	return result.data;
+}
+
+/*
+ * The init function of the output plugin library called name, found on
+ * dynamic_library_path without bsoncrypt's own links (so that "pgoutput"
+ * is the real one when bsoncrypt was loaded under that name).
+ */
+static LogicalOutputPluginInit
+load_plugin_init(const char *name)
+{
+	char	   *saved = Dynamic_library_path;
+	LogicalOutputPluginInit init;
+
+	Dynamic_library_path = path_without_decoders(saved);
+	PG_TRY();
+	{
+		init = (LogicalOutputPluginInit)
+			load_external_function(name, "_PG_output_plugin_init", false, NULL);
+	}
+	PG_FINALLY();
+	{
+		Dynamic_library_path = saved;
+	}
+	PG_END_TRY();
+	return init;
+}
+
+/*
+ * Does a slot of this plugin decode through bsoncrypt: the plugin
+ * "bsoncrypt", or a plugin name that dynamic_library_path resolves to
+ * bsoncrypt's library (a link in bsoncrypt_decoders)?  Resolved the way
+ * decoding resolved it when it loaded the plugin.
+ */
+static bool
+plugin_is_bsoncrypt(const char *plugin)
+{
+	if (strcmp(plugin, TDE_PLUGIN_NAME) == 0)
+		return true;
+	return load_external_function(plugin, "_PG_output_plugin_init", false, NULL) ==
+		(void *) _PG_output_plugin_init;
 }
 
 /* ------------------------------------------------------------------------
@@ -218,7 +325,7 @@ tde_check_decoding(void)
 	if (MyReplicationSlot == NULL || !SlotIsLogical(MyReplicationSlot))
 		return;
 	plugin = NameStr(MyReplicationSlot->data.plugin);
-	if (strcmp(plugin, TDE_PLUGIN_NAME) == 0)
+	if (plugin_is_bsoncrypt(plugin))
 		return;
 	if (strcmp(plugin, "pgoutput") == 0)
 	{
@@ -232,7 +339,8 @@ tde_check_decoding(void)
 				 errdetail("Encrypted tables are published (e.g. \"%s\"); pgoutput would send their ciphertext.",
 						   published),
 				 errhint("Create the slot with output plugin \"%s\", which decrypts and hands the changes to pgoutput, "
-						 "and subscribe with create_slot = false.", TDE_PLUGIN_NAME)));
+						 "and subscribe with create_slot = false; or put $libdir/%s first in dynamic_library_path, "
+						 "so that \"pgoutput\" slots decrypt too.", TDE_PLUGIN_NAME, TDE_DECODERS_DIR)));
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -400,10 +508,33 @@ filtering_stream_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	hand_on_truncate(inner.stream_truncate_cb, ctx, txn, nrelations, relations, change);
 }
 
+/*
+ * Decrypted changes go to the client of this process (a walsender's
+ * subscriber, or the session calling the SQL decoding functions): refuse a
+ * TCP client without SSL, unless bsoncrypt.decoding_requires_ssl is off.
+ * Unix-domain sockets stay on the machine; background workers have no
+ * client.
+ */
+static void
+check_client_protected(void)
+{
+	if (!decoding_requires_ssl || MyProcPort == NULL ||
+		MyProcPort->raddr.addr.ss_family == AF_UNIX || MyProcPort->ssl_in_use)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg("replication slot \"%s\" would send decrypted changes over a connection without SSL",
+					MyReplicationSlot ? NameStr(MyReplicationSlot->data.name) : "?"),
+			 errdetail("Output plugin \"%s\" decrypts encrypted_heap tables; their values would cross the network in plaintext.",
+					   TDE_PLUGIN_NAME),
+			 errhint("Connect with sslmode=require (hostssl in pg_hba.conf), or set bsoncrypt.decoding_requires_ssl = off.")));
+}
+
 static void
 wrapping_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt,
 				 bool is_init)
 {
+	check_client_protected();
 	if (change_cxt == NULL)
 		change_cxt = AllocSetContextCreate(TopMemoryContext,
 										   "bsoncrypt decoded change",
@@ -440,36 +571,65 @@ check_plugin_allowed(const char *name)
 }
 
 /*
- * Entry point of the "bsoncrypt" output plugin: the callbacks of the plugin
- * named by bsoncrypt.logical_decoding_plugin, its change callbacks wrapped.
+ * The plugin that bsoncrypt hands its changes to: for a slot of plugin
+ * "bsoncrypt", bsoncrypt.logical_decoding_plugin; else bsoncrypt was loaded
+ * as "pgoutput" (the link in bsoncrypt_decoders), by the slot's plugin
+ * itself or by another plugin that wraps pgoutput (Citus's shard split
+ * decoder), and wraps the real pgoutput.
  */
-void
-_PG_output_plugin_init(OutputPluginCallbacks *cb)
+static const char *
+wrapped_plugin_name(void)
 {
-	LogicalOutputPluginInit inner_init;
-
+	if (MyReplicationSlot != NULL &&
+		strcmp(NameStr(MyReplicationSlot->data.plugin), TDE_PLUGIN_NAME) != 0)
+		return TDE_LINKED_PLUGIN;
 	if (inner_plugin_name == NULL || inner_plugin_name[0] == '\0' ||
 		strcmp(inner_plugin_name, TDE_PLUGIN_NAME) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("bsoncrypt.logical_decoding_plugin must name another output plugin"),
 				 errhint("For logical replication use \"pgoutput\".")));
-	check_plugin_allowed(inner_plugin_name);
-	inner_init = (LogicalOutputPluginInit)
-		load_external_function(inner_plugin_name, "_PG_output_plugin_init", false, NULL);
-	if (inner_init == _PG_output_plugin_init)
+	return inner_plugin_name;
+}
+
+/*
+ * Entry point of the "bsoncrypt" output plugin (under its own name or
+ * another's): the callbacks of the wrapped plugin, its change callbacks
+ * wrapped.
+ */
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	static bool initializing = false;
+	const char *name = wrapped_plugin_name();
+	LogicalOutputPluginInit inner_init;
+
+	check_plugin_allowed(name);
+	inner_init = load_plugin_init(name);
+	if (inner_init == _PG_output_plugin_init || initializing)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("bsoncrypt.logical_decoding_plugin must name another output plugin")));
+				 errmsg("output plugin \"%s\" leads back to bsoncrypt", name),
+				 errhint("bsoncrypt.logical_decoding_plugin must name another output plugin, and dynamic_library_path "
+						 "must list the real library of \"%s\" after $libdir/%s.", name, TDE_DECODERS_DIR)));
 	if (inner_init == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("library \"%s\" is not a logical decoding output plugin", inner_plugin_name),
+				 errmsg("library \"%s\" is not a logical decoding output plugin", name),
 				 errhint("Set bsoncrypt.logical_decoding_plugin to an output plugin such as \"pgoutput\".")));
 	memset(&inner, 0, sizeof(inner));
-	inner_init(&inner);
+	initializing = true;		/* a plugin whose init leads back here */
+	PG_TRY();
+	{
+		inner_init(&inner);
+	}
+	PG_FINALLY();
+	{
+		initializing = false;
+	}
+	PG_END_TRY();
 	if (inner.change_cb == NULL)
-		elog(ERROR, "output plugin \"%s\" has no change callback", inner_plugin_name);
+		elog(ERROR, "output plugin \"%s\" has no change callback", name);
 
 	*cb = inner;
 	cb->startup_cb = wrapping_startup;

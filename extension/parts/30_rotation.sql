@@ -70,6 +70,9 @@ BEGIN
     RETURN n;
 END $$;
 
+-- On a Citus coordinator, every worker is asked too, in this transaction:
+-- each node rewraps its own relation keys, the coordinator the key vault
+-- (whose rewraps reach every node, src/citus_cluster.c).
 CREATE FUNCTION rotate_master_key(provider text DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
@@ -77,10 +80,12 @@ DECLARE
 BEGIN
     n := _request_rotation($1);
     PERFORM _wake_rotation_worker();
+    PERFORM _cluster_run_on_workers(
+        format('SELECT bsoncrypt._request_rotation(%L::pg_catalog.text), bsoncrypt._wake_rotation_worker()', $1));
     RETURN n;
 END $$;
 COMMENT ON FUNCTION rotate_master_key(text) IS
-    'ask the rotation worker to rewrap every key not on its provider''s current master key version; returns the number of providers queued';
+    'ask the rotation worker (on a Citus coordinator: of every node) to rewrap every key not on its provider''s current master key version; returns the number of providers queued';
 
 CREATE VIEW rotation_status AS
 SELECT s.provider, s.state, s.from_versions, s.to_version,

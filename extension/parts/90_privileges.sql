@@ -64,7 +64,9 @@ BEGIN
         bsoncrypt._new_key_material(text, bytea, bsoncrypt.bson),
         bsoncrypt._find_master_key_version(bsoncrypt.bson, bytea),
         bsoncrypt._key_document(bsoncrypt.key_vault),
-        bsoncrypt._parse_key_document(bsoncrypt.bson) TO %s', role);
+        bsoncrypt._parse_key_document(bsoncrypt.bson),
+        bsoncrypt._cluster_apply_key_vault(text, uuid[], uuid[], text[], bytea[], bytea[], text[],
+                                           bigint[], bigint[], integer[]) TO %s', role);
 END $$;
 COMMENT ON FUNCTION grant_key_admin(regrole) IS
     'let a role manage data keys (MongoDB''s ClientEncryption key API); it cannot encrypt, decrypt or change master keys';
