@@ -11,6 +11,7 @@
 
 #include "utils/guc.h"
 
+#include "customer_keys.h"
 #include "kms.h"
 #include "key_cache.h"
 #include "tde.h"
@@ -46,6 +47,7 @@ _PG_init(void)
 	rotation_init();
 	tde_define_settings();
 	tde_install_hooks();
+	customer_key_guard_install();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }
