@@ -21,6 +21,11 @@ BEGIN;
 SELECT wrap_supply_plpgsql(NULL);
 ROLLBACK;
 DROP FUNCTION wrap_supply_plpgsql(bytea);
+-- calls are recognised by the C function, whatever the SQL name
+CREATE FUNCTION public.renamed_supply(text, bytea) RETURNS void
+    AS 'bsoncrypt', 'bsoncrypt_supply_customer_key' LANGUAGE C;
+SELECT public.renamed_supply('alice', '\x00');
+DROP FUNCTION public.renamed_supply(text, bytea);
 -- nothing was supplied
 SELECT count(*) FROM supplied_customer_keys();
 SELECT clear_customer_key('alice');

@@ -30,14 +30,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use BsoncryptTest;
 
-my $src = $ENV{BSONCRYPT_SRC} // '.';
 my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $client = "$tmp/customer_key_client";
-my $libdir = `pg_config --libdir`;
-chomp $libdir;
-system("cc -O1 -Wall -Werror -I/usr/include/postgresql -o $client "
-	  . "$src/t/helpers/customer_key_client.c -L$libdir -lpq") == 0
-  or die 'cannot build t/helpers/customer_key_client.c';
+my $client = customer_key_client($tmp);
 
 my $node = bsoncrypt_node(
 	'customer_keys',
@@ -63,6 +57,8 @@ CREATE TABLE docs (id int, v bsoncrypt.bson);
 CREATE FUNCTION fails() RETURNS int LANGUAGE sql AS 'SELECT 1 / 0';
 CREATE FUNCTION wrap_supply(k bytea) RETURNS void LANGUAGE plpgsql
     AS $$ BEGIN PERFORM bsoncrypt.supply_customer_key('w', k); END $$;
+CREATE FUNCTION renamed_supply(text, bytea) RETURNS void
+    AS 'bsoncrypt', 'bsoncrypt_supply_customer_key' LANGUAGE C;
 });
 
 # keys: alice, bob; the literal and the wrapper are refused and must be
@@ -181,12 +177,17 @@ sql ROLLBACK
 sql BEGIN
 param \@wrapper SELECT wrap_supply(\$1)
 sql ROLLBACK
+sql BEGIN
+param \@wrapper SELECT renamed_supply('x', \$1)
+sql ROLLBACK
 sql SELECT bsoncrypt.rotate_master_key('customer')
 sql SELECT count(*) FROM bsoncrypt.rotation_state WHERE provider = 'customer'
 });
 like($out, qr/^ERROR 22023 the key given to bsoncrypt.supply_customer_key must be a bind parameter\n/, 'a literal key is refused');
 like($out, qr/\nERROR 0A000 bsoncrypt.supply_customer_key must be called directly .*\nHINT.*\nERROR 0A000 bsoncrypt.supply_customer_key must be called directly/,
 	'EXPLAIN and a wrapper function are refused');
+like($out, qr/\nERROR 0A000 a statement supplying a customer key must call bsoncrypt.supply_customer_key by that name\n/,
+	'the C function under another name is refused');
 like($out, qr/ERROR 0A000 the rotation worker cannot rewrap keys of the customer provider\n.*\n0\n$/, 'the rotation worker is refused');
 
 # the canary: a key written into an ordinary statement is found by the search
@@ -259,11 +260,11 @@ for my $name (qw(alice bob literal))
 	is_deeply(\@where, [], "key $name is nowhere: log, statistics, data directory");
 }
 # PostgreSQL logs the parameters of statements (here: of the refused
-# wrapper call, whose key must be considered disclosed), never those of
+# wrapper and renamed calls, whose key must be considered disclosed), never those of
 # statements that call supply_customer_key
 my @params = $log =~ /parameters: ([^\n]*)/g;
 ok(@params > 0, 'the server logs bind parameters');
 is_deeply([ grep { index($_, $hex->('wrapper')) < 0 } @params ], [],
-	'the only parameters logged are those of the wrapper call');
+	'the only parameters logged are those of the refused wrapper and renamed calls');
 
 done_testing();
