@@ -33,8 +33,23 @@ use BsoncryptTest;
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 my $client = customer_key_client($tmp);
 
+# keys: alice, bob; the literal and the wrapper are refused and must be
+# considered disclosed; canary is written into a statement on purpose
+my %keys;
+for my $name (qw(alice bob literal wrapper canary))
+{
+	open my $fh, '<:raw', '/dev/urandom' or die;
+	read($fh, my $bytes, 96) == 96 or die;
+	close $fh;
+	$keys{$name} = $bytes;
+	open my $out, '>:raw', "$tmp/$name.key" or die;
+	print $out $bytes;
+	close $out;
+}
 my $node = bsoncrypt_node(
 	'customer_keys',
+	# the local master key is alice's customer key: the formats are the same
+	key_file => encode_base64($keys{alice}, ''),
 	conf => q{
 shared_preload_libraries = 'pg_stat_statements, auto_explain, bsoncrypt'
 log_statement = all
@@ -61,19 +76,6 @@ CREATE FUNCTION renamed_supply(text, bytea) RETURNS void
     AS 'bsoncrypt', 'bsoncrypt_supply_customer_key' LANGUAGE C;
 });
 
-# keys: alice, bob; the literal and the wrapper are refused and must be
-# considered disclosed; canary is written into a statement on purpose
-my %keys;
-for my $name (qw(alice bob literal wrapper canary))
-{
-	open my $fh, '<:raw', '/dev/urandom' or die;
-	read($fh, my $bytes, 96) == 96 or die;
-	close $fh;
-	$keys{$name} = $bytes;
-	open my $out, '>:raw', "$tmp/$name.key" or die;
-	print $out $bytes;
-	close $out;
-}
 my $hex = sub { unpack('H*', $keys{ $_[0] }) };
 
 sub client
@@ -102,6 +104,19 @@ like(
 	$node->safe_psql('postgres', q{SELECT bsoncrypt.bson_get(bsoncrypt.get_key_by_alt_name('ck'), 'masterKey')}),
 	qr/"provider" : "customer", "keyName" : "alice", "keyCheck" : \{ "\$binary"/,
 	'the masterKey document names the provider, the key and its check value');
+
+# the customer key wraps in MongoDB's local format: the key document, with
+# masterKey {provider: "local"}, imports under a local master key of the
+# same 96 bytes (import_key checks that the local key unwraps it)
+my $doc = $node->safe_psql('postgres', q{SELECT bsoncrypt.get_key_by_alt_name('ck')});
+$doc =~ s/"_id" : \{ "\$binary" : \{ "base64" : "[^"]*", "subType" : "04" \} \}/"_id" : { "\$uuid" : "0e9bd3a6-2d5c-4d44-9a1f-5a7e0c3b1d01" }/
+  or die "no _id in $doc";
+$doc =~ s/"keyAltNames" : \[[^\]]*\], //;
+$doc =~ s/"masterKey" : \{ "provider" : "customer".*\}\s*$/"masterKey" : { "provider" : "local" } }/
+  or die "no customer masterKey in $doc";
+is( $node->safe_psql('postgres', 'SELECT bsoncrypt.import_key(' . sql_literal($doc) . ')'),
+	'0e9bd3a6-2d5c-4d44-9a1f-5a7e0c3b1d01',
+	'a data key wrapped by a customer key unwraps as MongoDB\'s local format with the same 96 bytes');
 
 # withheld: the next transaction, with the data key still cached (TTL 1h)
 $out = client(q{
@@ -162,8 +177,8 @@ supply bob @bob
 sql SELECT bsoncrypt.decrypt_value(v) FROM docs WHERE id = 1
 sql COMMIT
 });
-like($out, qr/^\n\n1\n0\n\nERROR 55000 customer key "bob" is not supplied.*\nHINT.*\n\n\{ "" : "secret 1" \}\n$/,
-	'rewrapped to bob: alice no longer opens it, bob does; a vault-wide rewrap leaves customer keys alone');
+like($out, qr/^\n\n1\n1\n\nERROR 55000 customer key "bob" is not supplied.*\nHINT.*\n\n\{ "" : "secret 1" \}\n$/,
+	'rewrapped to bob: alice no longer opens it, bob does; a vault-wide rewrap moves only the local key');
 
 # refused: a literal key, EXPLAIN, a wrapper function, the rotation worker
 my $literal = $hex->('literal');
