@@ -32,7 +32,10 @@
  *		CONTEXT.  The filter drops DETAIL and CONTEXT, cuts the message at
  *		the statement's text (what follows, e.g. a plan or parameters, is
  *		dropped too), and hides the STATEMENT line.  It works on the text,
- *		so it also covers refused attempts with a literal key.
+ *		so it also covers refused attempts with a literal key.  A message
+ *		that names the function otherwise (auto_explain logs a plan when the
+ *		portal is dropped, during the next statement, and may escape the
+ *		text as JSON) is cut at the name.
  *
  *	  All of this needs bsoncrypt to be loaded before the session's first
  *	  statement (shared_preload_libraries or session_preload_libraries):
@@ -327,6 +330,15 @@ guard_process_utility(PlannedStmt *pstmt, const char *queryString,
 	PG_END_TRY();
 }
 
+static bool
+raised_by_bsoncrypt(const ErrorData *edata)
+{
+	return edata->filename != NULL &&
+		(strcmp(edata->filename, "customer_key_guard.c") == 0 ||
+		 strcmp(edata->filename, "customer_keys.c") == 0 ||
+		 strcmp(edata->filename, "kms_customer.c") == 0);
+}
+
 /*
  * The log filter.  It runs in ErrorContext, before the message is written
  * to the server log or sent to the client, and must not fail.
@@ -336,19 +348,34 @@ guard_emit_log(ErrorData *edata)
 {
 	const char *statement = debug_query_string;
 	bool		current = mentions_marker(statement);	/* not empty then */
+	/* messages that may quote a statement: logged ones, not errors */
+	bool		foreign = edata->message != NULL && edata->elevel < ERROR &&
+		!raised_by_bsoncrypt(edata);
+	char	   *at = NULL;
 
 	if (mentions_marker(edata->internalquery))
 	{
 		edata->internalquery = NULL;
 		edata->internalpos = 0;
 	}
-	if (current)
-	{
-		char	   *at = edata->message ? strstr(edata->message, statement) : NULL;
+	if (current && edata->message != NULL)
+		at = strstr(edata->message, statement);
 
-		if (at != NULL)
-			edata->message = psprintf("%.*s%s", (int) (at - edata->message),
-									  edata->message, REDACTED_STATEMENT);
+	/*
+	 * A message quoting such a statement otherwise: escaped (e.g.
+	 * auto_explain.log_format = json) or after the statement ended
+	 * (auto_explain logs when the portal is dropped, during the next
+	 * statement).  Cut at the function's name, unless the message is an
+	 * error (errors name functions, e.g. "permission denied", and quote no
+	 * statement) or bsoncrypt raised it (never with a key).
+	 */
+	if (at == NULL && foreign)
+		at = strcasestr(edata->message, CUSTOMER_SUPPLY_MARKER);
+	if (at != NULL)
+		edata->message = psprintf("%.*s%s", (int) (at - edata->message),
+								  edata->message, REDACTED_STATEMENT);
+	if (current || at != NULL)
+	{
 		edata->detail = NULL;
 		edata->detail_log = NULL;
 		edata->context = NULL;
