@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "cluster.h"
+#include "customer_keys.h"
 #include "kms.h"
 #include "key_cache.h"
 #include "tde.h"
@@ -48,6 +49,7 @@ _PG_init(void)
 	tde_define_settings();
 	tde_install_hooks();
 	cluster_init();
+	customer_key_guard_install();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }

@@ -12,8 +12,11 @@
  *	  0 means once per statement, and the per-row check reads no clock.
  *	  They are dropped as soon as the key vault changes: triggers on
  *	  key_vault send a relcache invalidation that every backend receives
- *	  (rewraps, which leave data keys unchanged, do not).  Dropped keys are
- *	  zeroed (fle_aead_free).
+ *	  (rewraps, which leave data keys unchanged, do not).  Keys unwrapped
+ *	  with a customer key are dropped when that key goes: at the end of the
+ *	  transaction that supplied it, or when it is cleared or replaced
+ *	  (key_cache_forget_customer_keys).  Dropped keys are zeroed
+ *	  (fle_aead_free).
  *
  *	  Invalidations can arrive whenever a relation is opened or locked, so
  *	  in the middle of a lookup: identifiers are copied before anything
@@ -41,6 +44,7 @@
 #include "utils/snapmgr.h"
 
 #include "bsoncrypt.h"
+#include "customer_keys.h"
 #include "key_cache.h"
 #include "kms.h"
 #include "trusted_sql.h"
@@ -69,6 +73,8 @@ static HTAB *keys_by_alt_name = NULL;
  */
 static Oid	key_vault_oid = InvalidOid;
 static bool callback_registered = false;
+/* may keys_by_id hold keys that customer keys unwrapped? */
+static bool any_customer_entries = false;
 
 void
 key_cache_define_settings(void)
@@ -113,6 +119,34 @@ key_cache_flush(void)
 		keys_by_alt_name = NULL;
 	}
 	key_cache_generation++;
+}
+
+/*
+ * Drop (zeroed) every cached key that a customer key unwrapped: that key
+ * is gone or replaced, and withholding it must make them unreadable.
+ */
+void
+key_cache_forget_customer_keys(void)
+{
+	HASH_SEQ_STATUS status;
+	DataKey    *key;
+	bool		any = false;
+
+	if (keys_by_id == NULL || !any_customer_entries)
+		return;
+	any_customer_entries = false;
+	hash_seq_init(&status, keys_by_id);
+	while ((key = hash_seq_search(&status)) != NULL)
+	{
+		if (!key->customer)
+			continue;
+		fle_aead_free(key->ctx);
+		key->ctx = NULL;
+		(void) hash_search(keys_by_id, &key->id, HASH_REMOVE, NULL);
+		any = true;
+	}
+	if (any)
+		key_cache_generation++;
 }
 
 static void
@@ -209,9 +243,12 @@ fetch_by_unique_key(const char *relname, const char *indexname,
 	return tuple;
 }
 
-/* Read a key vault row and unwrap its data key into a new AEAD context. */
+/*
+ * Read a key vault row and unwrap its data key into a new AEAD context;
+ * *customer tells whether a customer key wrapped it.
+ */
 static FleAeadCtx *
-unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
+unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id, bool *customer)
 {
 	bool		isnull;
 	char	   *what = psprintf("data key %s", uuid_to_cstring(id));
@@ -220,6 +257,7 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
 	char	   *version;
 	uint8_t		dek[FLE_KEY_LEN];
 	FleAeadCtx *ctx;
+	const KmsProvider *provider;
 
 	material = DatumGetByteaPP(heap_getattr(tuple, Anum_key_vault_key_material, desc, &isnull));
 	if (isnull)
@@ -229,8 +267,9 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("%s has no master key", what)));
 	version = TextDatumGetCString(heap_getattr(tuple, Anum_key_vault_master_key_version, desc, &isnull));
 
-	kms_unwrap_secret(kms_get_provider(kms_document_provider(master_key, what)),
-					  version, master_key,
+	provider = kms_get_provider(kms_document_provider(master_key, what));
+	*customer = (provider == &kms_customer_provider);
+	kms_unwrap_secret(provider, version, master_key,
 					  (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material),
 					  dek, sizeof(dek), what);
 	ctx = fle_aead_new(dek);
@@ -250,7 +289,7 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
  * current statement only (*expires).
  */
 static FleAeadCtx *
-fetch_data_key(const pg_uuid_t *id, TimestampTz *expires)
+fetch_data_key(const pg_uuid_t *id, TimestampTz *expires, bool *customer)
 {
 	for (int attempt = 1;; attempt++)
 	{
@@ -268,7 +307,7 @@ fetch_data_key(const pg_uuid_t *id, TimestampTz *expires)
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("data key %s is not in the key vault", uuid_to_cstring(id)),
 					 errhint("The key was deleted (values encrypted with it cannot be decrypted any more) or never imported into bsoncrypt.key_vault.")));
-		ctx = unwrap_data_key(tuple, desc, id);
+		ctx = unwrap_data_key(tuple, desc, id, customer);
 		heap_freetuple(tuple);
 		if (generation == key_cache_generation)
 			return ctx;
@@ -294,13 +333,14 @@ key_cache_get_by_id(const pg_uuid_t *key_id)
 	TimestampTz now = GetCurrentStatementStartTimestamp();
 	TimestampTz expires = now + (TimestampTz) key_cache_ttl * USECS_PER_SEC;
 	FleAeadCtx *ctx;
+	bool		customer = false;
 
 	key_cache_init();
 	key = hash_search(keys_by_id, &id, HASH_FIND, NULL);
 	if (key != NULL && key->expires >= now)
 		return key;
 
-	ctx = fetch_data_key(&id, &expires);
+	ctx = fetch_data_key(&id, &expires, &customer);
 
 	/* (re)insert only now that unwrapping worked */
 	key_cache_init();
@@ -312,6 +352,8 @@ key_cache_get_by_id(const pg_uuid_t *key_id)
 	}
 	key->ctx = ctx;
 	key->expires = expires;
+	key->customer = customer;
+	any_customer_entries |= customer;
 	return key;
 }
 

@@ -30,6 +30,7 @@ typedef struct DataKey
 	pg_uuid_t	id;				/* hash key: the key's _id */
 	FleAeadCtx *ctx;			/* keyed AEAD contexts; the key bytes live here */
 	TimestampTz expires;		/* unwrap again in statements starting after this */
+	bool		customer;		/* unwrapped with a customer key: dropped with it */
 } DataKey;
 
 /*

@@ -43,6 +43,7 @@
 #include "utils/wait_event.h"
 
 #include "bsoncrypt.h"
+#include "customer_keys.h"
 #include "key_cache.h"
 #include "kms.h"
 #include "rotation.h"
@@ -444,6 +445,7 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 	int			rc;
 	int			nestlevel;
 	MemoryContext rowcxt;
+	uint64		m = 0;			/* rows rewrapped */
 
 	if (n == 0)
 		return 0;
@@ -452,30 +454,44 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 	for (uint64 i = 0; i < n; i++)
 	{
 		const char *provider = new_provider ? new_provider : rows[i].provider;
-		const char *version = new_version ? new_version
-			: master_key_cache_current(cache, provider);
-		KmsKek	   *old_kek = master_key_cache_get(cache, rows[i].provider, rows[i].version,
-													rows[i].master_key);
-		KmsKek	   *new_kek = master_key_cache_get(cache, provider, version, NULL);
-		MemoryContext old = MemoryContextSwitchTo(rowcxt);
-		char	   *what = psprintf("data key %s", uuid_to_cstring(&rows[i].id));
-		char	   *old_desc = version_desc(rows[i].provider, rows[i].version);
-		char	   *new_desc = version_desc(provider, version);
+		const char *version;
+		KmsKek	   *old_kek;
+		KmsKek	   *new_kek;
+		MemoryContext old;
+		char	   *what;
+		char	   *old_desc;
+		char	   *new_desc;
+
+		/* a customer key has no current version: such keys move only when named */
+		if (new_provider == NULL && strcmp(provider, CUSTOMER_PROVIDER_NAME) == 0)
+			continue;
+		version = new_version ? new_version : master_key_cache_current(cache, provider);
+		old_kek = master_key_cache_get(cache, rows[i].provider, rows[i].version,
+									   rows[i].master_key);
+		new_kek = master_key_cache_get(cache, provider, version, NULL);
+		old = MemoryContextSwitchTo(rowcxt);
+		what = psprintf("data key %s", uuid_to_cstring(&rows[i].id));
+		old_desc = version_desc(rows[i].provider, rows[i].version);
+		new_desc = version_desc(provider, version);
 
 		MemoryContextSwitchTo(old);
-		ids[i] = UUIDPGetDatum(&rows[i].id);
-		materials[i] = PointerGetDatum(rewrap_secret(old_kek, old_desc, new_kek, new_desc,
+		ids[m] = UUIDPGetDatum(&rows[i].id);
+		materials[m] = PointerGetDatum(rewrap_secret(old_kek, old_desc, new_kek, new_desc,
 													 (const uint8_t *) VARDATA_ANY(rows[i].material),
 													 VARSIZE_ANY_EXHDR(rows[i].material),
 													 FLE_KEY_LEN, what));
-		versions[i] = PointerGetDatum(cstring_to_text(version));
+		versions[m] = PointerGetDatum(cstring_to_text(version));
 		/* the masterKey document of the target: {provider}, or kmip's keyId */
-		documents[i] = PointerGetDatum(new_kek->document);
+		documents[m] = PointerGetDatum(new_kek->document);
+		m++;
 		MemoryContextReset(rowcxt);
 		if (in_batch)
 			batch_row_pause();
 	}
 	MemoryContextDelete(rowcxt);
+	n = m;
+	if (n == 0)
+		return 0;
 	values[0] = PointerGetDatum(construct_array(ids, (int) n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = PointerGetDatum(construct_array(materials, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(versions, (int) n, TEXTOID, -1, false, TYPALIGN_INT));

@@ -120,7 +120,7 @@ master_key_from_options(const KmsProvider *provider, BsonData *options,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid master_key for provider \"%s\": %s", provider->name, problem),
-				 errhint("master_key holds the fields of MongoDB's masterKey for the provider, e.g. {\"keyId\": \"<id>\"} for \"kmip\"; \"local\" and \"command\" take none.")));
+				 errhint("master_key holds the fields of MongoDB's masterKey for the provider, e.g. {\"keyId\": \"<id>\"} for \"kmip\", {\"keyName\": \"<name>\"} for \"customer\"; \"local\" and \"command\" take none.")));
 	result = bson_data_from_bson(&full);
 	bson_destroy(&full);
 	return result;

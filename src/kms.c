@@ -32,6 +32,7 @@ static const KmsProvider *const providers[] = {
 	&kms_local_provider,
 	&kms_command_provider,
 	&kms_kmip_provider,
+	&kms_customer_provider,
 };
 
 void
@@ -74,7 +75,7 @@ kms_get_provider(const char *name)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown master key provider \"%s\"", name ? name : "(null)"),
-				 errhint("Known providers are \"local\", \"command\" and \"kmip\".")));
+				 errhint("Known providers are \"local\", \"command\", \"kmip\" and \"customer\".")));
 	return provider;
 }
 
@@ -168,7 +169,7 @@ kms_check_document(const bson_t *master_key, char **version)
 		return "masterKey.provider must be a string";
 	provider = find_provider(bson_iter_utf8(&iter, NULL));
 	if (provider == NULL)
-		return psprintf("masterKey.provider \"%s\" is not supported (only \"local\", \"command\" and \"kmip\")",
+		return psprintf("masterKey.provider \"%s\" is not supported (only \"local\", \"command\", \"kmip\" and \"customer\")",
 						bson_iter_utf8(&iter, NULL));
 	if (provider->document_version != NULL)
 	{

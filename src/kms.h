@@ -11,7 +11,8 @@
  *	  provider's masterKey document (MongoDB's, e.g. {provider: "kmip",
  *	  keyId: "17"}) and the version, so that a provider can take per-key
  *	  parameters from the document.  Each provider lives in its own file
- *	  (kms_local.c, kms_command.c, kms_kmip.c).
+ *	  (kms_local.c, kms_command.c, kms_kmip.c,
+ *	  kms_customer.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -39,7 +40,7 @@ typedef struct KmsOpened
 
 typedef struct KmsProvider
 {
-	const char *name;			/* "local", "command", "kmip" */
+	const char *name;			/* "local", "command", "kmip", "customer" */
 
 	/* Is version a valid version name of this provider? */
 	bool		(*valid_version) (const char *version);
@@ -96,6 +97,7 @@ typedef struct KmsKek
 extern const KmsProvider kms_local_provider;
 extern const KmsProvider kms_command_provider;
 extern const KmsProvider kms_kmip_provider;
+extern const KmsProvider kms_customer_provider;
 
 /* settings */
 extern char *kms_local_master_key_file;

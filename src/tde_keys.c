@@ -75,6 +75,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "customer_keys.h"
 #include "kms.h"
 #include "tde.h"
 #include "trusted_sql.h"
@@ -147,6 +148,18 @@ typedef struct SessionKeyMove
 
 static List *session_key_moves = NIL;	/* in TopMemoryContext */
 
+/* Table keys must be readable by every process, so never by customer keys. */
+static bool
+check_key_provider(char **newval, void **extra, GucSource source)
+{
+	if (strcmp(*newval, CUSTOMER_PROVIDER_NAME) == 0)
+	{
+		GUC_check_errdetail("Customer keys exist only in the session that supplies them; table files are read by every session, the checkpointer and recovery.");
+		return false;
+	}
+	return true;
+}
+
 void
 tde_define_settings(void)
 {
@@ -159,7 +172,7 @@ tde_define_settings(void)
 							   "local",
 							   PGC_SUSET,
 							   0,
-							   NULL, NULL, NULL);
+							   check_key_provider, NULL, NULL);
 	DefineCustomIntVariable("bsoncrypt.at_rest_compress_min",
 							"Values of encrypted_heap tables at least this large (bytes) are compressed before encryption.",
 							"Ciphertext does not compress; heap itself compresses only values of rows above about 2 kB.",

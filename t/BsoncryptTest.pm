@@ -11,7 +11,8 @@ use PostgreSQL::Test::Cluster;
 use Test::More;
 
 our @EXPORT = qw(SPEC_LOCAL_MASTER_KEY random_master_key write_secret_file
-  bsoncrypt_node allow_bsoncrypt_output_plugin require_oracle oracle sql_literal);
+  bsoncrypt_node allow_bsoncrypt_output_plugin require_oracle oracle sql_literal
+  customer_key_client);
 
 # MongoDB's spec LOCAL_MASTERKEY (the FLE corpus key is wrapped by it).
 use constant SPEC_LOCAL_MASTER_KEY =>
@@ -63,6 +64,21 @@ sub allow_bsoncrypt_output_plugin
 	$node->safe_psql('postgres',
 		q{ALTER SYSTEM SET output_plugin_libraries = pgoutput, test_decoding, bsoncrypt});
 	$node->reload;
+}
+
+# Build t/helpers/customer_key_client.c (a libpq client that sends customer
+# keys as bind parameters) into directory dir; returns its path.
+sub customer_key_client
+{
+	my ($dir) = @_;
+	my $src = $ENV{BSONCRYPT_SRC} // '.';
+	my $libdir = `pg_config --libdir`;
+	$libdir =~ s/\s+$//;	# callers may have undefined $/
+	my $client = "$dir/customer_key_client";
+	system("cc -O1 -Wall -Werror -I/usr/include/postgresql -o $client "
+		  . "$src/t/helpers/customer_key_client.c -L$libdir -lpq") == 0
+	  or die 'cannot build t/helpers/customer_key_client.c';
+	return $client;
 }
 
 my $oracle_path;

@@ -1,6 +1,7 @@
 #!/bin/bash
 # bench/kms/run.sh — encryption and decryption with each master-key provider
-# (local, command, kmip with secret data, kmip delegated), warm and cold.
+# (local, command, kmip with secret data, kmip delegated, customer), warm and
+# cold.
 #
 # Starts a throwaway cluster (scripts/cluster.sh) and a PyKMIP server
 # (scripts/kmip-test-server.sh, 127.0.0.1), makes one data key per provider,
@@ -20,6 +21,16 @@
 # data key with the master key cached (kmip secret data is fetched once;
 # delegated does one Decrypt per data key; command runs once per data key):
 #   per key      microseconds per data key unwrapped
+# The customer provider's key lives for one transaction (docs/customer-keys.md),
+# and the data keys it unwrapped leave the cache with it; pgbench sends it as
+# a bind parameter (-M extended, -D key=...), and its figures are statements
+# per second of transactions
+#   warm         BEGIN; supply_customer_key; the statement 20 times; COMMIT
+#                (one unwrap per transaction, as a session does it)
+#   cold         BEGIN; supply_customer_key; the statement; COMMIT
+#   new session  the cold transaction, each in a new session
+#   per key      the NKEYS statement in a transaction that supplied the key
+#                (pgbench -r: that statement's latency)
 # Prints a table with ratios against local (the baseline, same run), and
 # writes it to bench/out/kms.txt.  Run as root (it runs the servers as the
 # postgres OS user) or as the postgres user.
@@ -79,8 +90,19 @@ q "SELECT bsoncrypt.create_data_key('local', '{b_local}')" >/dev/null
 q "SELECT bsoncrypt.create_data_key('command', '{b_command}')" >/dev/null
 q "SELECT bsoncrypt.create_data_key('kmip', '{b_kmip}', NULL, '{\"keyId\": \"$secret\"}')" >/dev/null
 q "SELECT bsoncrypt.create_data_key('kmip', '{b_delegated}', NULL, '{\"keyId\": \"$aes\", \"delegated\": true}')" >/dev/null
+customer_key="\\x$(head -c 96 /dev/urandom | od -An -tx1 -v | tr -d ' \n')"
+# pgbench -M extended sends :key as a bind parameter
+customer() {	# script-file extra-pgbench-options...
+	local script=$1
+	shift
+	pgbench -n -M extended -D key="$customer_key" "$@" -f "$script"
+}
+printf '%s\n' 'BEGIN;' "SELECT bsoncrypt.supply_customer_key('bench', :key);" \
+	"SELECT bsoncrypt.create_data_key('customer', '{b_customer}', NULL, '{\"keyName\": \"bench\"}');" \
+	'COMMIT;' >"$dir/customer-setup.sql"
+customer "$dir/customer-setup.sql" -t 1 >/dev/null
 
-providers="local command kmip delegated"
+providers="local command kmip delegated customer"
 value=$(printf 'x%.0s' $(seq 1 100))
 echo "making $nkeys data keys and values per provider ..."
 q "CREATE TABLE many (provider text, c bsoncrypt.bson)"
@@ -88,31 +110,67 @@ for p in $providers; do
 	case $p in
 	kmip) opts="{\"keyId\": \"$secret\"}"; prov=kmip ;;
 	delegated) opts="{\"keyId\": \"$aes\", \"delegated\": true}"; prov=kmip ;;
+	customer) opts='{"keyName": "bench"}'; prov=customer ;;
 	*) opts='{}'; prov=$p ;;
 	esac
-	q "INSERT INTO bsoncrypt.key_vault (_id, key_alt_names, key_material, master_key, master_key_version)
+	make_keys="INSERT INTO bsoncrypt.key_vault (_id, key_alt_names, key_material, master_key, master_key_version)
 	   SELECT gen_random_uuid(), ARRAY['m_${p}_' || i], (m).key_material, (m).master_key, (m).master_key_version
 	     FROM (SELECT i, bsoncrypt._new_key_material('$prov', NULL, '$opts') AS m
 	             FROM generate_series(1, $nkeys) i) s"
-	q "INSERT INTO many SELECT '$p', bsoncrypt.encrypt_value('{\"\": \"$value\"}', 'm_${p}_' || i, 'random')
+	make_values="INSERT INTO many SELECT '$p', bsoncrypt.encrypt_value('{\"\": \"$value\"}', 'm_${p}_' || i, 'random')
 	     FROM generate_series(1, $nkeys) i"
+	if [ "$p" = customer ]; then
+		printf '%s\n' 'BEGIN;' "SELECT bsoncrypt.supply_customer_key('bench', :key);" \
+			"$(echo "$make_keys" | tr '\n' ' ');" "$(echo "$make_values" | tr '\n' ' ');" 'COMMIT;' \
+			>"$dir/customer-many.sql"
+		customer "$dir/customer-many.sql" -t 1 >/dev/null
+	else
+		q "$make_keys"
+		q "$make_values"
+	fi
 done
+
+statement() {	# provider
+	printf 'SELECT bsoncrypt.decrypt_value(bsoncrypt.encrypt_value(%s, %s, %s));\n' \
+		"'{\"\": \"$value\"}'" "'b_$1'" "'random'"
+}
 
 tps() {	# provider extra-pgbench-options PGOPTIONS
 	local p=$1 opts=$2 pgopts=$3
-	printf 'SELECT bsoncrypt.decrypt_value(bsoncrypt.encrypt_value(%s, %s, %s));\n' \
-		"'{\"\": \"$value\"}'" "'b_$p'" "'random'" >"$dir/$p.sql"
+	statement "$p" >"$dir/$p.sql"
 	PGOPTIONS=$pgopts pgbench -n $opts -T "$seconds" -f "$dir/$p.sql" 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
 
+# statements per second of customer transactions: BEGIN, supply, the
+# statement n times, COMMIT
+customer_tps() {	# n extra-pgbench-options
+	local n=$1 opts=$2 t
+	{
+		echo 'BEGIN;'
+		echo "SELECT bsoncrypt.supply_customer_key('bench', :key);"
+		for _ in $(seq 1 "$n"); do statement customer; done
+		echo 'COMMIT;'
+	} >"$dir/customer-$n.sql"
+	t=$(customer "$dir/customer-$n.sql" $opts -T "$seconds" 2>/dev/null |
+		sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+	awk -v t="$t" -v n="$n" 'BEGIN { printf "%.1f", t * n }'
+}
+
 per_key_us() {	# provider: microseconds per data key unwrapped (best of 3)
-	local p=$1 best=""
+	local p=$1 best="" select="SELECT count(bsoncrypt.decrypt_value(c)) FROM many WHERE provider = '$p'"
+	printf '%s\n' 'BEGIN;' "SELECT bsoncrypt.supply_customer_key('bench', :key);" "$select;" 'COMMIT;' \
+		>"$dir/customer-perkey.sql"
 	for _ in 1 2 3; do
 		local ms
-		ms=$(psql -XAtq -c '\timing on' \
-			-c "SELECT count(bsoncrypt.decrypt_value(c)) FROM many WHERE provider = '$p'" |
-			sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+		if [ "$p" = customer ]; then
+			# pgbench -r: the latency of the third statement
+			ms=$(customer "$dir/customer-perkey.sql" -t 1 -r |
+				awk '/statement latencies/ { s = 1; next } s && ++n == 3 { print $1 }')
+		else
+			ms=$(psql -XAtq -c '\timing on' -c "$select" |
+				sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+		fi
 		if [ -z "$best" ] || awk -v a="$ms" -v b="$best" 'BEGIN { exit !(a + 0 < b + 0) }'; then best=$ms; fi
 	done
 	awk -v ms="$best" -v n="$nkeys" 'BEGIN { printf "%.1f", ms * 1000 / n }'
@@ -125,6 +183,12 @@ declare -A warm cold fresh perkey
 for round in $(seq 1 "$runs"); do
 	for p in $providers; do
 		echo "round $round: $p ..."
+		if [ "$p" = customer ]; then
+			warm[$p]=$(best "${warm[$p]:-0}" "$(customer_tps 20 "")")
+			cold[$p]=$(best "${cold[$p]:-0}" "$(customer_tps 1 "")")
+			fresh[$p]=$(best "${fresh[$p]:-0}" "$(customer_tps 1 "-C")")
+			continue
+		fi
 		warm[$p]=$(best "${warm[$p]:-0}" "$(tps "$p" "" "")")
 		cold[$p]=$(best "${cold[$p]:-0}" "$(tps "$p" "" "-c bsoncrypt.key_cache_ttl=0")")
 		fresh[$p]=$(best "${fresh[$p]:-0}" "$(tps "$p" "-C" "")")
@@ -149,4 +213,6 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b + 0 > 0) ? a / b : 
 	echo "warm: data key cached; cold: bsoncrypt.key_cache_ttl = 0 (every statement unwraps);"
 	echo "new-sess: pgbench -C (new session each statement); us/key: one statement unwrapping"
 	echo "$nkeys data keys with the master key cached (kmip delegated: one KMIP Decrypt per key)"
+	echo "customer: statements per second in transactions that supply the key (warm: 20 statements"
+	echo "per transaction, cold: 1; BEGIN, supply and COMMIT included), per key: in such a transaction"
 } | tee "$out"

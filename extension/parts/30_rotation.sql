@@ -55,6 +55,12 @@ LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN
+    IF provider = 'customer' THEN
+        RAISE EXCEPTION 'the rotation worker cannot rewrap keys of the customer provider'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Customer keys exist only in the session that supplies them; the worker never has them.',
+                  HINT = 'In a session that supplies the old and the new customer key, run bsoncrypt.rewrap_many_data_key(filter, ''customer'', ''<new key name>'').';
+    END IF;
     IF provider IS NOT NULL AND provider NOT IN ('local', 'command', 'kmip') THEN
         RAISE EXCEPTION 'unknown master key provider "%"', provider
             USING ERRCODE = 'invalid_parameter_value',
@@ -63,7 +69,8 @@ BEGIN
     INSERT INTO rotation_state AS s (provider, state, requested)
     SELECT DISTINCT p, 'requested', now()
       FROM (SELECT $1 WHERE $1 IS NOT NULL
-            UNION SELECT u FROM _providers_in_use() u WHERE $1 IS NULL AND u IS NOT NULL) x(p)
+            UNION SELECT u FROM _providers_in_use() u
+                   WHERE $1 IS NULL AND u IS NOT NULL AND u <> 'customer') x(p)
     ON CONFLICT ON CONSTRAINT rotation_state_pkey DO UPDATE
        SET state = 'requested', requested = now(), failures = 0, next_attempt = NULL;
     GET DIAGNOSTICS n = ROW_COUNT;

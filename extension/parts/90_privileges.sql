@@ -28,7 +28,10 @@ BEGIN
         bsoncrypt.encrypt_fields(bsoncrypt.bson, text[], uuid, text),
         bsoncrypt.encrypt_value(bsoncrypt.bson, text, text),
         bsoncrypt.encrypt_value(bsoncrypt.bson, uuid, text),
-        bsoncrypt.encrypt_deterministic(bsoncrypt.bson, text) TO %s', role);
+        bsoncrypt.encrypt_deterministic(bsoncrypt.bson, text),
+        bsoncrypt.supply_customer_key(text, bytea),
+        bsoncrypt.clear_customer_key(text),
+        bsoncrypt.supplied_customer_keys() TO %s', role);
 END $$;
 COMMENT ON FUNCTION grant_encryption(regrole) IS
     'let a role encrypt fields with any key of the vault (it still cannot read the vault)';
@@ -41,7 +44,10 @@ BEGIN
         bsoncrypt.decrypt(bsoncrypt.bson),
         bsoncrypt.decrypt_value(bsoncrypt.bson),
         bsoncrypt.decrypt_get(bsoncrypt.bson, text),
-        bsoncrypt.decrypt_get_text(bsoncrypt.bson, text) TO %s', role);
+        bsoncrypt.decrypt_get_text(bsoncrypt.bson, text),
+        bsoncrypt.supply_customer_key(text, bytea),
+        bsoncrypt.clear_customer_key(text),
+        bsoncrypt.supplied_customer_keys() TO %s', role);
 END $$;
 COMMENT ON FUNCTION grant_decryption(regrole) IS
     'let a role decrypt fields encrypted with any key of the vault';
@@ -66,7 +72,10 @@ BEGIN
         bsoncrypt._key_document(bsoncrypt.key_vault),
         bsoncrypt._parse_key_document(bsoncrypt.bson),
         bsoncrypt._cluster_apply_key_vault(text, uuid[], uuid[], text[], bytea[], bytea[], text[],
-                                           bigint[], bigint[], integer[]) TO %s', role);
+                                           bigint[], bigint[], integer[]),
+        bsoncrypt.supply_customer_key(text, bytea),
+        bsoncrypt.clear_customer_key(text),
+        bsoncrypt.supplied_customer_keys() TO %s', role);
 END $$;
 COMMENT ON FUNCTION grant_key_admin(regrole) IS
     'let a role manage data keys (MongoDB''s ClientEncryption key API); it cannot encrypt, decrypt or change master keys';
