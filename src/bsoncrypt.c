@@ -14,6 +14,7 @@
 #include "kms.h"
 #include "key_cache.h"
 #include "tde.h"
+#include "tde_index.h"
 #include "rotation.h"
 
 PG_MODULE_MAGIC;
@@ -46,6 +47,8 @@ _PG_init(void)
 	rotation_init();
 	tde_define_settings();
 	tde_install_hooks();
+	eb_define_settings();
+	eb_install_hooks();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }
