@@ -29,7 +29,7 @@ BSON_LIBS := $(shell pkg-config --libs libbson-static-1.0)
 PG_CPPFLAGS = $(BSON_CFLAGS) -Isrc
 PG_CFLAGS = -Wall -Werror
 SHLIB_LINK = -Wl,--exclude-libs,ALL -Wl,--version-script=src/exports.map -Wl,-Bsymbolic \
-	$(BSON_LIBS) -lcrypto
+	$(BSON_LIBS) -lssl -lcrypto
 
 EXTRA_CLEAN = extension/bsoncrypt--$(EXT_VERSION).sql results regression.diffs \
 	regression.out tmp_check output_iso log

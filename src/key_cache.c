@@ -58,7 +58,7 @@ typedef struct AltNameEntry
 } AltNameEntry;
 
 uint64		key_cache_generation = 1;
-static int	key_cache_ttl = 60;
+int			key_cache_ttl = 60;
 
 static HTAB *keys_by_id = NULL;
 static HTAB *keys_by_alt_name = NULL;
@@ -209,21 +209,6 @@ fetch_by_unique_key(const char *relname, const char *indexname,
 	return tuple;
 }
 
-/* The "provider" string of a masterKey document. */
-static char *
-master_key_provider(const BsonData *master_key, const char *what)
-{
-	bson_t		doc;
-	bson_iter_t iter;
-
-	bson_init_from_data(&doc, master_key);
-	if (!bson_iter_init_find(&iter, &doc, "provider") || !BSON_ITER_HOLDS_UTF8(&iter))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("%s has no masterKey.provider", what)));
-	return pstrdup(bson_iter_utf8(&iter, NULL));
-}
-
 /* Read a key vault row and unwrap its data key into a new AEAD context. */
 static FleAeadCtx *
 unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
@@ -244,8 +229,8 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("%s has no master key", what)));
 	version = TextDatumGetCString(heap_getattr(tuple, Anum_key_vault_master_key_version, desc, &isnull));
 
-	kms_unwrap_secret(kms_get_provider(master_key_provider(master_key, what)),
-					  version,
+	kms_unwrap_secret(kms_get_provider(kms_document_provider(master_key, what)),
+					  version, master_key,
 					  (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material),
 					  dek, sizeof(dek), what);
 	ctx = fle_aead_new(dek);

@@ -39,6 +39,9 @@ typedef struct DataKey
  */
 extern uint64 key_cache_generation;
 
+/* bsoncrypt.key_cache_ttl: seconds unwrapped keys stay cached */
+extern int	key_cache_ttl;
+
 extern void key_cache_define_settings(void);
 extern DataKey *key_cache_get_by_id(const pg_uuid_t *id);
 extern DataKey *key_cache_get_by_alt_name(const char *alt_name);

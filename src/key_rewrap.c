@@ -57,7 +57,7 @@ typedef struct MasterKeyEntry
 {
 	char	   *provider;
 	char	   *version;
-	FleAeadCtx *ctx;			/* keyed with the master key */
+	KmsKek	   *kek;			/* the opened master key */
 	bool		current;		/* probed as the provider's current version */
 } MasterKeyEntry;
 
@@ -90,8 +90,8 @@ master_key_cache_free(MasterKeyCache *cache)
 	{
 		MasterKeyEntry *entry = (MasterKeyEntry *) lfirst(lc);
 
-		fle_aead_free(entry->ctx);
-		entry->ctx = NULL;
+		kms_kek_close(entry->kek);
+		entry->kek = NULL;
 	}
 	MemoryContextDelete(cache->cxt);
 }
@@ -112,66 +112,127 @@ cache_find(MasterKeyCache *cache, const char *provider, const char *version)
 	return NULL;
 }
 
+/* Keep kek (opened in the cache's context) as provider's version. */
 static MasterKeyEntry *
 cache_add(MasterKeyCache *cache, const char *provider, const char *version,
-		  const uint8_t key[FLE_KEY_LEN])
+		  KmsKek *kek)
 {
 	MemoryContext old = MemoryContextSwitchTo(cache->cxt);
 	MasterKeyEntry *entry = palloc0(sizeof(MasterKeyEntry));
 
 	entry->provider = pstrdup(provider);
 	entry->version = pstrdup(version);
-	entry->ctx = fle_aead_new(key);
-	if (entry->ctx == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("could not set up a context for master key version \"%s\" of provider \"%s\"",
-						version, provider)));
+	entry->kek = kek;
 	cache->entries = lappend(cache->entries, entry);
 	MemoryContextSwitchTo(old);
 	return entry;
 }
 
-/* The master key of a version, loaded once per job. */
-static FleAeadCtx *
-master_key_cache_get(MasterKeyCache *cache, const char *provider, const char *version)
+/* Open a master key in the cache's context (not yet kept). */
+static KmsKek *
+cache_open(MasterKeyCache *cache, const char *provider, const char *version,
+		   const BsonData *master_key)
 {
-	MasterKeyEntry *volatile entry = cache_find(cache, provider, version);
-	uint8_t		key[FLE_KEY_LEN];
+	MemoryContext old = MemoryContextSwitchTo(cache->cxt);
+	KmsKek	   *kek = kms_kek_open(kms_get_provider(provider), version, master_key);
 
-	if (entry != NULL)
-		return entry->ctx;
-	PG_TRY();
-	{
-		kms_get_provider(provider)->load_master_key(version, key, NULL);
-		entry = cache_add(cache, provider, version, key);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(key, sizeof(key));
-	}
-	PG_END_TRY();
-	return entry->ctx;
+	MemoryContextSwitchTo(old);
+	return kek;
 }
 
 /*
- * The provider's current version, after checking that it works: loading it
- * by its name must give the same key as asking for the current one (later
- * unwraps load it by name), and a random secret wrapped with it must
- * unwrap again.  Returns the version name (in the cache's context).
+ * The master key of a version, opened once per job (master_key: the
+ * masterKey document of a key it wraps, when known).
+ */
+static KmsKek *
+master_key_cache_get(MasterKeyCache *cache, const char *provider,
+					 const char *version, const BsonData *master_key)
+{
+	MasterKeyEntry *entry = cache_find(cache, provider, version);
+	KmsKek	   *kek;
+
+	if (entry != NULL)
+		return entry->kek;
+	kek = cache_open(cache, provider, version, master_key);
+	return cache_add(cache, provider, version, kek)->kek;
+}
+
+/*
+ * Check that the provider's current master key, opened as current, and
+ * the one opened by the name of that version are the same key: a random
+ * secret wrapped with the first must unwrap with the second.  Also with
+ * old, the key opened before under that name, when there is one.
+ */
+static void
+probe_current(KmsKek *current, KmsKek *by_name, KmsKek *old)
+{
+	uint8_t		probe[FLE_KEY_LEN];
+	bytea	   *wrapped;
+	uint8_t    *plain;
+	size_t		plain_len;
+	bool		same;
+
+	if (!fle_random_bytes(probe, sizeof(probe)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random bytes for a master key probe")));
+	wrapped = kms_kek_wrap(current, probe, sizeof(probe));
+	plain_len = kms_kek_unwrap(by_name, (uint8_t *) VARDATA(wrapped),
+							   VARSIZE(wrapped) - VARHDRSZ, &plain);
+	same = plain != NULL && plain_len == sizeof(probe) &&
+		memcmp(plain, probe, sizeof(probe)) == 0;
+	if (plain != NULL)
+	{
+		explicit_bzero(plain, plain_len);
+		pfree(plain);
+	}
+	explicit_bzero(probe, sizeof(probe));
+	if (plain == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("master key version \"%s\" of provider \"%s\" differs when loaded by its name",
+						current->version, current->provider->name),
+				 errdetail("The current master key and the key loaded as version \"%s\" are not the same key.",
+						   current->version),
+				 errhint("Fix the key ring or the master key command so that every version name always gives the same key.")));
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("master key version \"%s\" of provider \"%s\" failed the wrap/unwrap probe",
+						current->version, current->provider->name)));
+	if (old != NULL)
+	{
+		/* loaded before as an old version: it must be the same key */
+		plain_len = kms_kek_unwrap(old, (uint8_t *) VARDATA(wrapped),
+								   VARSIZE(wrapped) - VARHDRSZ, &plain);
+		if (plain != NULL)
+		{
+			explicit_bzero(plain, plain_len);
+			pfree(plain);
+		}
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("master key version \"%s\" of provider \"%s\" changed during the rewrap",
+							current->version, current->provider->name)));
+	}
+	pfree(wrapped);
+}
+
+/*
+ * The provider's current version, after checking that it works: opening
+ * it by its name must give the same key as asking for the current one
+ * (later unwraps open it by name), and a random secret wrapped with it
+ * must unwrap again.  Returns the version name (in the cache's context).
  */
 char *
 master_key_cache_current(MasterKeyCache *cache, const char *provider_name)
 {
 	const KmsProvider *provider = kms_get_provider(provider_name);
 	ListCell   *lc;
-	uint8_t		current[FLE_KEY_LEN];
-	uint8_t		by_name[FLE_KEY_LEN];
-	uint8_t		probe[FLE_KEY_LEN];
-	uint8_t		wrapped[FLE_WRAPPED_DEK_LEN + FLE_BLOCK_LEN];
-	uint8_t		unwrapped[FLE_WRAPPED_DEK_LEN + FLE_BLOCK_LEN];
-	char	   *version = NULL;
-	MasterKeyEntry *volatile entry = NULL;
+	KmsKek	   *volatile current = NULL;
+	KmsKek	   *volatile by_name = NULL;
+	MasterKeyEntry *entry;
 
 	foreach(lc, cache->entries)
 	{
@@ -183,65 +244,29 @@ master_key_cache_current(MasterKeyCache *cache, const char *provider_name)
 
 	PG_TRY();
 	{
-		size_t		wrapped_len = 0;
-		size_t		unwrapped_len = 0;
-		FleStatus	status;
-
-		provider->load_master_key(NULL, current, &version);
-		if (version == NULL || !kms_valid_version_name(version))
+		current = cache_open(cache, provider_name, NULL, NULL);
+		if (current->version == NULL || !kms_valid_version(provider, current->version))
 			ereport(ERROR,
 					(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 					 errmsg("master key provider \"%s\" named no valid current version",
 							provider_name)));
-		provider->load_master_key(version, by_name, NULL);
-		if (memcmp(current, by_name, FLE_KEY_LEN) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("master key version \"%s\" of provider \"%s\" differs when loaded by its name",
-							version, provider_name),
-					 errdetail("The current master key and the key loaded as version \"%s\" are not the same key.",
-							   version),
-					 errhint("Fix the key ring or the master key command so that every version name always gives the same key.")));
-
-		/* probe: wrap with the current key, unwrap with the one loaded by name */
-		if (!fle_random_bytes(probe, sizeof(probe)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random bytes for a master key probe")));
-		status = fle_wrap_key(current, probe, sizeof(probe), wrapped, &wrapped_len);
-		if (status == FLE_OK)
-			status = fle_unwrap_key(by_name, wrapped, wrapped_len, unwrapped, &unwrapped_len);
-		if (status != FLE_OK || unwrapped_len != sizeof(probe) ||
-			memcmp(unwrapped, probe, sizeof(probe)) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("master key version \"%s\" of provider \"%s\" failed the wrap/unwrap probe",
-							version, provider_name)));
-
-		entry = cache_find(cache, provider_name, version);
-		if (entry != NULL)
-		{
-			/* loaded before as an old version: it must be the same key */
-			status = fle_aead_decrypt(entry->ctx, NULL, 0, wrapped, wrapped_len,
-									  unwrapped, &unwrapped_len);
-			if (status != FLE_OK)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-						 errmsg("master key version \"%s\" of provider \"%s\" changed during the rewrap",
-								version, provider_name)));
-		}
-		else
-			entry = cache_add(cache, provider_name, version, current);
-		entry->current = true;
+		by_name = cache_open(cache, provider_name, current->version, NULL);
+		entry = cache_find(cache, provider_name, current->version);
+		probe_current(current, by_name, entry ? entry->kek : NULL);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
-		explicit_bzero(current, sizeof(current));
-		explicit_bzero(by_name, sizeof(by_name));
-		explicit_bzero(probe, sizeof(probe));
-		explicit_bzero(unwrapped, sizeof(unwrapped));
+		kms_kek_close(current);
+		kms_kek_close(by_name);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (entry == NULL)
+		entry = cache_add(cache, provider_name, current->version, by_name);
+	else
+		kms_kek_close(by_name);
+	kms_kek_close(current);
+	entry->current = true;
 	return entry->version;
 }
 
@@ -265,55 +290,23 @@ master_key_cache_forget_current(MasterKeyCache *cache, const char *provider)
 }
 
 /*
- * Unwrap with a master key context, whatever the secret's length (as
- * fle_unwrap_key does): *plain gets a palloc'd buffer the caller must
- * explicit_bzero (fle_aead_plaintext_max_len(wrapped_len) bytes) and pfree.
- * Returns the plaintext length, or 0 if the wrapping does not
- * authenticate with this key (*plain is then NULL).
- */
-size_t
-rewrap_unwrap_any_length(FleAeadCtx *kek, const uint8_t *wrapped,
-						 size_t wrapped_len, uint8_t **plain)
-{
-	size_t		max = fle_aead_plaintext_max_len(wrapped_len);
-	uint8_t    *buf;
-	size_t		len = 0;
-
-	*plain = NULL;
-	if (max == 0)
-		return 0;
-	buf = palloc(max);
-	if (fle_aead_decrypt(kek, NULL, 0, wrapped, wrapped_len, buf, &len) != FLE_OK ||
-		len == 0)
-	{
-		explicit_bzero(buf, max);
-		pfree(buf);
-		return 0;
-	}
-	*plain = buf;
-	return len;
-}
-
-/*
  * Rewrap one wrapped secret from old_kek to new_kek.  expect_len is the
  * secret's length, or 0 for any.  what names the row in messages.
  */
 static bytea *
-rewrap_secret(FleAeadCtx *old_kek, const char *old_desc,
-			  FleAeadCtx *new_kek, const char *new_desc,
+rewrap_secret(KmsKek *old_kek, const char *old_desc,
+			  KmsKek *new_kek, const char *new_desc,
 			  const uint8_t *wrapped, size_t wrapped_len,
 			  size_t expect_len, const char *what)
 {
 	uint8_t    *plain;
-	uint8_t    *check;
+	uint8_t    *check = NULL;
 	size_t		plain_len;
-	size_t		check_len;
-	size_t		out_len;
-	bytea	   *result;
-	FleStatus	status;
+	size_t		check_len = 0;
+	bytea	   *result = NULL;
 	bool		same;
 
-	plain_len = rewrap_unwrap_any_length(old_kek, wrapped, wrapped_len, &plain);
+	plain_len = kms_kek_unwrap(old_kek, wrapped, wrapped_len, &plain);
 	if (plain == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
@@ -329,32 +322,29 @@ rewrap_secret(FleAeadCtx *old_kek, const char *old_desc,
 						what, plain_len, expect_len)));
 	}
 
-	out_len = fle_aead_ciphertext_len(plain_len);
-	result = (bytea *) palloc(VARHDRSZ + out_len);
-	status = fle_aead_encrypt(new_kek, NULL, 0, plain, plain_len, NULL,
-							  (uint8_t *) VARDATA(result), &out_len);
-	if (status == FLE_OK)
+	/* plain is set before and not changed in the block: safe in the handler */
+	PG_TRY();
 	{
-		SET_VARSIZE(result, VARHDRSZ + out_len);
-		check_len = rewrap_unwrap_any_length(new_kek, (uint8_t *) VARDATA(result),
-											 out_len, &check);
-		same = check != NULL && check_len == plain_len &&
-			memcmp(check, plain, plain_len) == 0;
-		if (check != NULL)
-		{
-			explicit_bzero(check, check_len);
-			pfree(check);
-		}
+		result = kms_kek_wrap(new_kek, plain, plain_len);
+		check_len = kms_kek_unwrap(new_kek, (uint8_t *) VARDATA(result),
+								   VARSIZE(result) - VARHDRSZ, &check);
 	}
-	else
-		same = false;
+	PG_CATCH();
+	{
+		explicit_bzero(plain, plain_len);
+		pfree(plain);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	same = check != NULL && check_len == plain_len &&
+		memcmp(check, plain, plain_len) == 0;
 	explicit_bzero(plain, plain_len);
 	pfree(plain);
-	if (status != FLE_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not wrap %s with %s: %s", what, new_desc,
-						fle_status_message(status))));
+	if (check != NULL)
+	{
+		explicit_bzero(check, check_len);
+		pfree(check);
+	}
 	if (!same)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -395,11 +385,12 @@ typedef struct RewrapRow
 	bytea	   *material;
 	char	   *version;
 	char	   *provider;
+	BsonData   *master_key;
 } RewrapRow;
 
 /*
- * Read rows (_id, key_material, master_key_version, provider) of the
- * current SPI tuple table into RewrapRow copies.
+ * Read rows (_id, key_material, master_key_version, provider, master_key)
+ * of the current SPI tuple table into RewrapRow copies.
  */
 static RewrapRow *
 collect_rows(uint64 n)
@@ -426,6 +417,8 @@ collect_rows(uint64 n)
 					 errmsg("data key %s has no masterKey.provider",
 							uuid_to_cstring(&rows[i].id))));
 		rows[i].provider = TextDatumGetCString(d);
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		rows[i].master_key = (BsonData *) PG_DETOAST_DATUM_COPY(d);
 	}
 	return rows;
 }
@@ -445,9 +438,9 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 	Datum	   *ids = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *materials = palloc(sizeof(Datum) * Max(n, 1));
 	Datum	   *versions = palloc(sizeof(Datum) * Max(n, 1));
-	Oid			argtypes[4] = {UUIDARRAYOID, BYTEAARRAYOID, TEXTARRAYOID, TEXTOID};
+	Datum	   *documents = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			argtypes[4] = {UUIDARRAYOID, BYTEAARRAYOID, TEXTARRAYOID, BYTEAARRAYOID};
 	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
 	int			rc;
 	int			nestlevel;
 	MemoryContext rowcxt;
@@ -461,8 +454,9 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 		const char *provider = new_provider ? new_provider : rows[i].provider;
 		const char *version = new_version ? new_version
 			: master_key_cache_current(cache, provider);
-		FleAeadCtx *old_kek = master_key_cache_get(cache, rows[i].provider, rows[i].version);
-		FleAeadCtx *new_kek = master_key_cache_get(cache, provider, version);
+		KmsKek	   *old_kek = master_key_cache_get(cache, rows[i].provider, rows[i].version,
+													rows[i].master_key);
+		KmsKek	   *new_kek = master_key_cache_get(cache, provider, version, NULL);
 		MemoryContext old = MemoryContextSwitchTo(rowcxt);
 		char	   *what = psprintf("data key %s", uuid_to_cstring(&rows[i].id));
 		char	   *old_desc = version_desc(rows[i].provider, rows[i].version);
@@ -475,6 +469,8 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 													 VARSIZE_ANY_EXHDR(rows[i].material),
 													 FLE_KEY_LEN, what));
 		versions[i] = PointerGetDatum(cstring_to_text(version));
+		/* the masterKey document of the target: {provider}, or kmip's keyId */
+		documents[i] = PointerGetDatum(new_kek->document);
 		MemoryContextReset(rowcxt);
 		if (in_batch)
 			batch_row_pause();
@@ -483,13 +479,7 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 	values[0] = PointerGetDatum(construct_array(ids, (int) n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = PointerGetDatum(construct_array(materials, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
 	values[2] = PointerGetDatum(construct_array(versions, (int) n, TEXTOID, -1, false, TYPALIGN_INT));
-	if (new_provider != NULL)
-		values[3] = CStringGetTextDatum(new_provider);
-	else
-	{
-		values[3] = (Datum) 0;
-		nulls[3] = 'n';
-	}
+	values[3] = PointerGetDatum(construct_array(documents, (int) n, BYTEAOID, -1, false, TYPALIGN_INT));
 	/*
 	 * Join the batch to the vault through its primary key: a hash join
 	 * would read the whole vault for every batch.  The settings are
@@ -503,14 +493,12 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 	rc = bsoncrypt_spi_execute(
 							   "UPDATE bsoncrypt.key_vault k"
 							   "   SET key_material = u.m, master_key_version = u.v,"
-							   "       master_key = CASE WHEN $4::pg_catalog.text IS NULL"
-							   "                           OR bsoncrypt.bson_get_text(k.master_key, 'provider') OPERATOR(pg_catalog.=) $4"
-							   "                         THEN k.master_key"
-							   "                         ELSE bsoncrypt.bson_from_jsonb(pg_catalog.jsonb_build_object('provider', $4::pg_catalog.text)) END,"
+							   "       master_key = bsoncrypt.bson_from_bytea(u.d),"
 							   "       update_date = pg_catalog.now()"
-							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(id, m, v)"
+							   "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2),"
+							   "                  pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(id, m, v, d)"
 							   " WHERE k._id OPERATOR(pg_catalog.=) u.id",
-							   4, argtypes, values, nulls, false, 0);
+							   4, argtypes, values, NULL, false, 0);
 	AtEOXact_GUC(true, nestlevel);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "SPI_execute_with_args failed updating the key vault: %s",
@@ -523,6 +511,7 @@ rewrap_key_vault_rows(MasterKeyCache *cache, RewrapRow *rows, uint64 n,
 	pfree(ids);
 	pfree(materials);
 	pfree(versions);
+	pfree(documents);
 	return SPI_processed;
 }
 
@@ -582,7 +571,7 @@ rewrap_key_vault_batch(MasterKeyCache *cache, const char *provider,
 	argtypes[1] = UUIDOID;
 	rc = bsoncrypt_spi_execute(
 							   "SELECT k._id, k.key_material, k.master_key_version,"
-							   "       bsoncrypt.bson_get_text(k.master_key, 'provider')"
+							   "       bsoncrypt.bson_get_text(k.master_key, 'provider'), k.master_key"
 							   "  FROM bsoncrypt.key_vault k"
 							   " WHERE ($1::pg_catalog.uuid IS NULL OR k._id OPERATOR(pg_catalog.>) $1)"
 							   "   AND k._id OPERATOR(pg_catalog.<=) $2"
@@ -623,7 +612,7 @@ rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 	bytea	  **materials;
 	char	  **versions;
 	SPIPlanPtr	update;
-	FleAeadCtx *new_kek;
+	KmsKek	   *new_kek;
 	char	   *new_desc;
 
 	memset(result, 0, sizeof(RewrapBatch));
@@ -659,7 +648,7 @@ rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 	}
 	SPI_freetuptable(SPI_tuptable);
 
-	new_kek = master_key_cache_get(cache, provider, version);
+	new_kek = master_key_cache_get(cache, provider, version, NULL);
 	new_desc = version_desc(provider, version);
 	argtypes[0] = TIDOID;
 	argtypes[1] = BYTEAOID;
@@ -678,7 +667,7 @@ rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 									ItemPointerGetOffsetNumber(&tids[i]));
 		bytea	   *rewrapped;
 
-		rewrapped = rewrap_secret(master_key_cache_get(cache, provider, versions[i]),
+		rewrapped = rewrap_secret(master_key_cache_get(cache, provider, versions[i], NULL),
 								  version_desc(provider, versions[i]),
 								  new_kek, new_desc,
 								  (const uint8_t *) VARDATA_ANY(materials[i]),
@@ -842,8 +831,8 @@ bsoncrypt_rewrap_many_data_key(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("master_key_version needs a provider"),
-				 errhint("Give provider => 'local' (or 'command') together with master_key_version.")));
-	if (new_version != NULL && !kms_valid_version_name(new_version))
+				 errhint("Give provider => 'local' (or 'command' or 'kmip') together with master_key_version.")));
+	if (new_version != NULL && !kms_valid_version(kms_get_provider(new_provider), new_version))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid master key version name \"%s\"", new_version)));
@@ -861,12 +850,12 @@ bsoncrypt_rewrap_many_data_key(PG_FUNCTION_ARGS)
 		else if (new_version != NULL)
 		{
 			/* an explicit older version: must load (probe by wrap/unwrap below) */
-			(void) master_key_cache_get(cache, new_provider, new_version);
+			(void) master_key_cache_get(cache, new_provider, new_version, NULL);
 		}
 
 		portal = bsoncrypt_spi_cursor_open(
 										   "SELECT k._id, k.key_material, k.master_key_version,"
-										   "       bsoncrypt.bson_get_text(k.master_key, 'provider')"
+										   "       bsoncrypt.bson_get_text(k.master_key, 'provider'), k.master_key"
 										   "  FROM bsoncrypt.key_vault k"
 										   " WHERE ($1 IS NULL OR k._id OPERATOR(pg_catalog.=) ANY ($1))"
 										   "   AND ($2 IS NULL OR k.key_alt_names OPERATOR(pg_catalog.&&) $2)"

@@ -75,10 +75,64 @@ bson_date_to_timestamptz(int64 msecs, const char *field, const pg_uuid_t *id)
 }
 
 /*
- * _new_key_material(provider, data_key bytea DEFAULT NULL)
- *	 -> (key_material bytea, master_key_version text)
+ * The full masterKey document of options given to create_data_key for
+ * provider (NULL or {} when there are none: the provider's current
+ * version), and the version it names.  Returns NULL when there are none.
+ */
+static BsonData *
+master_key_from_options(const KmsProvider *provider, BsonData *options,
+						char **version)
+{
+	bson_t		given;
+	bson_t		full;
+	bson_iter_t iter;
+	const char *problem;
+	BsonData   *result;
+
+	*version = NULL;
+	if (options == NULL)
+		return NULL;
+	bson_init_from_data(&given, options);
+	bson_init(&full);
+	bson_append_utf8(&full, "provider", 8, provider->name, -1);
+	if (!bson_iter_init(&iter, &given))
+		elog(ERROR, "invalid bson");
+	while (bson_iter_next(&iter))
+	{
+		if (strcmp(bson_iter_key(&iter), "provider") == 0)
+		{
+			if (!BSON_ITER_HOLDS_UTF8(&iter) ||
+				strcmp(bson_iter_utf8(&iter, NULL), provider->name) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("master_key names another provider than \"%s\"", provider->name)));
+			continue;
+		}
+		bson_append_iter(&full, NULL, 0, &iter);
+	}
+	if (bson_count_keys(&full) == 1)
+	{
+		bson_destroy(&full);
+		return NULL;
+	}
+	problem = kms_check_document(&full, version);
+	if (problem != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid master_key for provider \"%s\": %s", provider->name, problem),
+				 errhint("master_key holds the fields of MongoDB's masterKey for the provider, e.g. {\"keyId\": \"<id>\"} for \"kmip\"; \"local\" and \"command\" take none.")));
+	result = bson_data_from_bson(&full);
+	bson_destroy(&full);
+	return result;
+}
+
+/*
+ * _new_key_material(provider, data_key bytea DEFAULT NULL,
+ *					 master_key_options bson DEFAULT NULL)
+ *	 -> (key_material bytea, master_key_version text, master_key bson)
  * Wraps the given 96-byte data key, or a fresh random one, with the
- * provider's current master key.
+ * provider's current master key, or the one master_key_options names
+ * (MongoDB's masterKey fields, e.g. {"keyId": "17"} for kmip).
  */
 Datum
 bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
@@ -88,13 +142,18 @@ bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 		kms_get_provider(PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	uint8_t		dek[FLE_KEY_LEN];
 	TupleDesc	desc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
 	char	   *version;
+	BsonData   *master_key;
+	BsonData   *document;
 	bytea	   *wrapped;
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "_new_key_material must return a record");
+	master_key = master_key_from_options(provider,
+										 PG_ARGISNULL(2) ? NULL : PG_GETARG_BSON_P(2),
+										 &version);
 	if (!PG_ARGISNULL(1))
 	{
 		bytea	   *given = PG_GETARG_BYTEA_PP(1);
@@ -113,7 +172,8 @@ bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 
 	PG_TRY();
 	{
-		wrapped = kms_wrap_secret(provider, NULL, dek, sizeof(dek), &version);
+		wrapped = kms_wrap_secret(provider, version, master_key, dek, sizeof(dek),
+								  &version, &document);
 	}
 	PG_FINALLY();
 	{
@@ -123,22 +183,24 @@ bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 
 	values[0] = PointerGetDatum(wrapped);
 	values[1] = CStringGetTextDatum(version);
+	values[2] = PointerGetDatum(document);
 	desc = BlessTupleDesc(desc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
 }
 
 /*
- * _find_master_key_version(provider, key_material) -> text: the version of
- * the provider's master key that unwraps this key material, or NULL.
+ * _find_master_key_version(master_key bson, key_material bytea) -> text:
+ * the version of the document's provider that unwraps this key material,
+ * or NULL.
  */
 Datum
 bsoncrypt_find_master_key_version(PG_FUNCTION_ARGS)
 {
-	const KmsProvider *provider = kms_get_provider(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	BsonData   *master_key = PG_GETARG_BSON_P(0);
 	bytea	   *material = PG_GETARG_BYTEA_PP(1);
 	char	   *version;
 
-	version = kms_find_unwrapping_version(provider,
+	version = kms_find_unwrapping_version(master_key,
 										  (const uint8_t *) VARDATA_ANY(material),
 										  VARSIZE_ANY_EXHDR(material));
 	if (version == NULL)
@@ -236,27 +298,20 @@ refuse_key_document(const char *problem)
 static void
 check_master_key(const bson_iter_t *iter)
 {
-	bson_iter_t child;
-	bool		has_provider = false;
+	bson_t		master;
+	uint32_t	len;
+	const uint8_t *bytes;
+	char	   *version;
+	const char *problem;
 
-	if (!BSON_ITER_HOLDS_DOCUMENT(iter) || !bson_iter_recurse(iter, &child))
+	if (!BSON_ITER_HOLDS_DOCUMENT(iter))
 		refuse_key_document("masterKey must be a document");
-	while (bson_iter_next(&child))
-	{
-		const char *field = bson_iter_key(&child);
-
-		if (strcmp(field, "provider") != 0)
-			refuse_key_document(psprintf("unexpected field \"%s\" in masterKey", field));
-		if (!BSON_ITER_HOLDS_UTF8(&child))
-			refuse_key_document("masterKey.provider must be a string");
-		if (strcmp(bson_iter_utf8(&child, NULL), "local") != 0 &&
-			strcmp(bson_iter_utf8(&child, NULL), "command") != 0)
-			refuse_key_document(psprintf("masterKey.provider \"%s\" is not supported (only \"local\" and \"command\")",
-										 bson_iter_utf8(&child, NULL)));
-		has_provider = true;
-	}
-	if (!has_provider)
-		refuse_key_document("masterKey has no provider");
+	bson_iter_document(iter, &len, &bytes);
+	if (!bson_init_static(&master, bytes, len))
+		refuse_key_document("masterKey must be a document");
+	problem = kms_check_document(&master, &version);
+	if (problem != NULL)
+		refuse_key_document(problem);
 }
 
 static Datum

@@ -1,14 +1,24 @@
 /*-------------------------------------------------------------------------
  *
  * kms.c
- *	  Master-key providers: the registry, their settings, and wrapping of
- *	  secrets with a provider's master key.  Wrapping is MongoDB's "local"
- *	  KMS format (fle_wrap_key), so a data key wrapped here can be read by a
- *	  MongoDB driver that has the same 96-byte master key.
+ *	  Master-key providers: the registry, the settings of the local and
+ *	  command providers, masterKey documents, and wrapping of secrets with
+ *	  an opened master key (KmsKek).
+ *
+ *	  A key handed out by its provider wraps in MongoDB's "local" KMS
+ *	  format (the FLE1 AEAD keyed by the 96-byte key, random IV, no AAD), so
+ *	  a data key wrapped here can be read by a MongoDB driver that has the
+ *	  same key: the local key itself, or the 96-byte KMIP secret data that
+ *	  libmongocrypt fetches with Get.  A key kept in the KMS wraps through
+ *	  its provider (remote_wrap / remote_unwrap).  Every copy of a handed-out
+ *	  key is zeroed; keyed contexts are freed with fle_aead_free.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/base64.h"
 #include "utils/guc.h"
@@ -17,6 +27,12 @@
 
 char	   *kms_local_master_key_file = NULL;
 char	   *kms_master_key_command = NULL;
+
+static const KmsProvider *const providers[] = {
+	&kms_local_provider,
+	&kms_command_provider,
+	&kms_kmip_provider,
+};
 
 void
 kms_define_settings(void)
@@ -37,20 +53,29 @@ kms_define_settings(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+	kmip_define_settings();
+}
+
+static const KmsProvider *
+find_provider(const char *name)
+{
+	for (int i = 0; i < lengthof(providers); i++)
+		if (name != NULL && strcmp(name, providers[i]->name) == 0)
+			return providers[i];
+	return NULL;
 }
 
 const KmsProvider *
 kms_get_provider(const char *name)
 {
-	if (name != NULL && strcmp(name, kms_local_provider.name) == 0)
-		return &kms_local_provider;
-	if (name != NULL && strcmp(name, kms_command_provider.name) == 0)
-		return &kms_command_provider;
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("unknown master key provider \"%s\"", name ? name : "(null)"),
-			 errhint("Known providers are \"local\" and \"command\".")));
-	return NULL;				/* keep compiler quiet */
+	const KmsProvider *provider = find_provider(name);
+
+	if (provider == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown master key provider \"%s\"", name ? name : "(null)"),
+				 errhint("Known providers are \"local\", \"command\" and \"kmip\".")));
+	return provider;
 }
 
 /*
@@ -71,20 +96,127 @@ kms_valid_version_name(const char *name)
 	return strspn(name, VERSION_NAME_ALNUM "._-") == len;
 }
 
+bool
+kms_valid_version(const KmsProvider *provider, const char *version)
+{
+	if (provider->valid_version != NULL)
+		return provider->valid_version(version);
+	return kms_valid_version_name(version);
+}
+
 /* The name of the provider's current master key version (palloc'd). */
 char *
 kms_current_version_name(const KmsProvider *provider)
 {
-	uint8_t		key[FLE_KEY_LEN];
-	char	   *version = NULL;
+	KmsKek	   *kek;
+	char	   *version;
 
-	provider->load_master_key(NULL, key, &version);
-	explicit_bzero(key, sizeof(key));
-	if (version == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-				 errmsg("master key provider \"%s\" named no current version", provider->name)));
+	if (provider->current_version != NULL)
+		return provider->current_version();
+	kek = kms_kek_open(provider, NULL, NULL);
+	version = pstrdup(kek->version);
+	kms_kek_close(kek);
 	return version;
+}
+
+/* The masterKey document {provider: <name>} (palloc'd). */
+BsonData *
+kms_provider_document(const KmsProvider *provider)
+{
+	bson_t		doc;
+	BsonData   *result;
+
+	bson_init(&doc);
+	bson_append_utf8(&doc, "provider", 8, provider->name, -1);
+	result = bson_data_from_bson(&doc);
+	bson_destroy(&doc);
+	return result;
+}
+
+/* The "provider" string of a masterKey document; what names its key. */
+char *
+kms_document_provider(const BsonData *master_key, const char *what)
+{
+	bson_t		doc;
+	bson_iter_t iter;
+
+	bson_init_from_data(&doc, master_key);
+	if (!bson_iter_init_find(&iter, &doc, "provider") || !BSON_ITER_HOLDS_UTF8(&iter))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s has no masterKey.provider", what)));
+	return pstrdup(bson_iter_utf8(&iter, NULL));
+}
+
+/*
+ * Check a masterKey document as libmongocrypt does: a known provider and
+ * the fields that provider takes.  Returns NULL if it is valid (*version
+ * then gets the version it names, or NULL if the provider's documents
+ * name none), else the problem.
+ */
+const char *
+kms_check_document(const bson_t *master_key, char **version)
+{
+	bson_iter_t iter;
+	const KmsProvider *provider;
+	const char *problem = NULL;
+
+	*version = NULL;
+	if (!bson_iter_init_find(&iter, master_key, "provider"))
+		return "masterKey has no provider";
+	if (!BSON_ITER_HOLDS_UTF8(&iter))
+		return "masterKey.provider must be a string";
+	provider = find_provider(bson_iter_utf8(&iter, NULL));
+	if (provider == NULL)
+		return psprintf("masterKey.provider \"%s\" is not supported (only \"local\", \"command\" and \"kmip\")",
+						bson_iter_utf8(&iter, NULL));
+	if (provider->document_version != NULL)
+	{
+		*version = provider->document_version(master_key, &problem);
+		return problem;
+	}
+	if (!bson_iter_init(&iter, master_key))
+		return "masterKey must be a document";
+	while (bson_iter_next(&iter))
+		if (strcmp(bson_iter_key(&iter), "provider") != 0)
+			return psprintf("unexpected field \"%s\" in masterKey", bson_iter_key(&iter));
+	return NULL;
+}
+
+/*
+ * Refuse a file holding secrets that group or others could read, as
+ * PostgreSQL does for ssl_key_file.  what names it in messages (e.g.
+ * "local master key file"); its path, a superuser-only setting, goes to
+ * the server log only.
+ */
+void
+kms_check_secret_file(const char *path, const char *what)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not access %s: %m", what),
+				 errdetail_log("The %s is \"%s\".", what, path)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s is not a regular file", what),
+				 errdetail_log("The %s is \"%s\".", what, path)));
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s must be owned by the database user or root", what),
+				 errdetail_log("The %s is \"%s\".", what, path)));
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s has group or world access", what),
+				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root."),
+				 errdetail_log("The %s is \"%s\"; it must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.",
+							   what, path)));
 }
 
 /* Decode a base64 master key; true if it is exactly FLE_KEY_LEN bytes. */
@@ -103,33 +235,168 @@ kms_decode_master_key(const char *base64, size_t len, uint8_t key[FLE_KEY_LEN])
 	return n == FLE_KEY_LEN;
 }
 
-/*
- * Wrap a secret with the master key of version (NULL: the current one).
- * Returns the wrapped bytes; *version_out gets the version used.
+/* ----------------------------------------------------------------
+ *		Opened master keys
+ * ----------------------------------------------------------------
  */
-bytea *
-kms_wrap_secret(const KmsProvider *provider, const char *version,
-				const uint8_t *secret, size_t secret_len, char **version_out)
+
+/*
+ * Open master key version of provider (NULL: the current one), for keys
+ * whose masterKey document is master_key (NULL when unknown).
+ */
+KmsKek *
+kms_kek_open(const KmsProvider *provider, const char *version,
+			 const BsonData *master_key)
 {
-	uint8_t		master[FLE_KEY_LEN];
-	size_t		len = fle_aead_ciphertext_len(secret_len);
-	bytea	   *result = (bytea *) palloc(VARHDRSZ + len);
-	char	   *used = NULL;
+	KmsOpened	opened;
+	KmsKek	   *kek = palloc0(sizeof(KmsKek));
+
+	memset(&opened, 0, sizeof(opened));
+	PG_TRY();
+	{
+		provider->open(version, master_key, &opened);
+		if (opened.handed_out)
+		{
+			kek->ctx = fle_aead_new(opened.key);
+			if (kek->ctx == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("could not set up a context for master key version \"%s\" of provider \"%s\"",
+								opened.version, provider->name)));
+		}
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(opened.key, sizeof(opened.key));
+	}
+	PG_END_TRY();
+	if (!opened.handed_out && opened.remote == NULL)
+		elog(ERROR, "master key provider \"%s\" opened neither a key nor a remote handle",
+			 provider->name);
+	kek->provider = provider;
+	kek->version = opened.version;
+	kek->document = opened.document ? opened.document : kms_provider_document(provider);
+	kek->remote = opened.remote;
+	return kek;
+}
+
+/* Zero and free; NULL is accepted. */
+void
+kms_kek_close(KmsKek *kek)
+{
+	if (kek == NULL)
+		return;
+	fle_aead_free(kek->ctx);
+	kek->ctx = NULL;
+	pfree(kek);
+}
+
+bytea *
+kms_kek_wrap(KmsKek *kek, const uint8_t *secret, size_t len)
+{
+	size_t		out_len = fle_aead_ciphertext_len(len);
+	bytea	   *result;
 	FleStatus	status;
 
-	provider->load_master_key(version, master, &used);
-	status = fle_wrap_key(master, secret, secret_len,
-						  (uint8_t *) VARDATA(result), &len);
-	explicit_bzero(master, sizeof(master));
+	if (kek->ctx == NULL)
+		return kek->provider->remote_wrap(kek->remote, secret, len);
+	result = (bytea *) palloc(VARHDRSZ + out_len);
+	status = fle_aead_encrypt(kek->ctx, NULL, 0, secret, len, NULL,
+							  (uint8_t *) VARDATA(result), &out_len);
 	if (status != FLE_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not wrap a key with master key version \"%s\" of provider \"%s\": %s",
-						used, provider->name, fle_status_message(status))));
-	SET_VARSIZE(result, VARHDRSZ + len);
-	if (version_out)
-		*version_out = used;
+						kek->version, kek->provider->name, fle_status_message(status))));
+	SET_VARSIZE(result, VARHDRSZ + out_len);
 	return result;
+}
+
+/*
+ * Unwrap with an opened master key, whatever the secret's length:
+ * *plain gets a palloc'd buffer the caller must explicit_bzero (the
+ * returned length) and pfree.  Returns the plaintext length, or 0 if the
+ * wrapping does not authenticate with this key (*plain is then NULL).
+ */
+size_t
+kms_kek_unwrap(KmsKek *kek, const uint8_t *wrapped, size_t wrapped_len,
+			   uint8_t **plain)
+{
+	size_t		max = fle_aead_plaintext_max_len(wrapped_len);
+	uint8_t    *buf;
+	size_t		len = 0;
+
+	*plain = NULL;
+	if (kek->ctx == NULL)
+		return kek->provider->remote_unwrap(kek->remote, wrapped, wrapped_len, plain);
+	if (max == 0)
+		return 0;
+	buf = palloc(max);
+	if (fle_aead_decrypt(kek->ctx, NULL, 0, wrapped, wrapped_len, buf, &len) != FLE_OK ||
+		len == 0)
+	{
+		explicit_bzero(buf, max);
+		pfree(buf);
+		return 0;
+	}
+	*plain = buf;
+	return len;
+}
+
+/*
+ * Wrap a secret with the master key of version (NULL: the current one)
+ * for a key whose masterKey document is master_key (NULL: the one of
+ * that version).  Returns the wrapped bytes; *version_out and
+ * *document_out (when not NULL) get the version used and the masterKey
+ * document of the wrapped key.
+ */
+bytea *
+kms_wrap_secret(const KmsProvider *provider, const char *version,
+				const BsonData *master_key,
+				const uint8_t *secret, size_t secret_len,
+				char **version_out, BsonData **document_out)
+{
+	KmsKek	   *kek = kms_kek_open(provider, version, master_key);
+	bytea	   *result;
+
+	PG_TRY();
+	{
+		result = kms_kek_wrap(kek, secret, secret_len);
+	}
+	PG_CATCH();
+	{
+		kms_kek_close(kek);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (version_out)
+		*version_out = kek->version;
+	if (document_out)
+		*document_out = kek->document;
+	kms_kek_close(kek);
+	return result;
+}
+
+/*
+ * Unwrap with kek into a palloc'd buffer (length in *len); NULL if the
+ * wrapping does not authenticate.  kek is closed, also on error.
+ */
+static uint8_t *
+unwrap_and_close(KmsKek *kek, const uint8_t *wrapped, size_t wrapped_len,
+				 size_t *len)
+{
+	uint8_t    *plain = NULL;
+
+	PG_TRY();
+	{
+		*len = kms_kek_unwrap(kek, wrapped, wrapped_len, &plain);
+	}
+	PG_FINALLY();
+	{
+		kms_kek_close(kek);
+	}
+	PG_END_TRY();
+	return plain;
 }
 
 /*
@@ -138,35 +405,34 @@ kms_wrap_secret(const KmsProvider *provider, const char *version,
  */
 void
 kms_unwrap_secret(const KmsProvider *provider, const char *version,
+				  const BsonData *master_key,
 				  const uint8_t *wrapped, size_t wrapped_len,
 				  uint8_t *out, size_t out_len, const char *what)
 {
-	uint8_t		master[FLE_KEY_LEN];
-	size_t		max = fle_aead_plaintext_max_len(wrapped_len);
+	KmsKek	   *kek = kms_kek_open(provider, version, master_key);
+	char	   *used = kek->version;
 	uint8_t    *plain;
 	size_t		plain_len = 0;
-	FleStatus	status;
 
-	if (max == 0 || max < out_len)
+	if (kek->ctx != NULL && fle_aead_plaintext_max_len(wrapped_len) < out_len)
+	{
+		kms_kek_close(kek);
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("cannot unwrap %s: wrapped key material is %zu bytes, too short",
 						what, wrapped_len)));
-	plain = palloc(max);
-	provider->load_master_key(version, master, NULL);
-	status = fle_unwrap_key(master, wrapped, wrapped_len, plain, &plain_len);
-	explicit_bzero(master, sizeof(master));
-	if (status == FLE_OK && plain_len == out_len)
-		memcpy(out, plain, out_len);
-	explicit_bzero(plain, max);
-	pfree(plain);
-	if (status != FLE_OK)
+	}
+	plain = unwrap_and_close(kek, wrapped, wrapped_len, &plain_len);
+	if (plain == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("cannot unwrap %s with master key version \"%s\" of provider \"%s\": %s",
-						what, version ? version : "(current)", provider->name,
-						fle_status_message(status)),
+						what, used, provider->name, fle_status_message(FLE_ERR_TAG)),
 				 errhint("The master key is not the one that wrapped this key, or the key material was modified.")));
+	if (plain_len == out_len)
+		memcpy(out, plain, out_len);
+	explicit_bzero(plain, plain_len);
+	pfree(plain);
 	if (plain_len != out_len)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -174,39 +440,49 @@ kms_unwrap_secret(const KmsProvider *provider, const char *version,
 						what, plain_len, out_len)));
 }
 
+/* Does the master key unwrap this key material?  kek is closed. */
+static bool
+kek_unwraps(KmsKek *kek, const uint8_t *wrapped, size_t wrapped_len)
+{
+	size_t		len = 0;
+	uint8_t    *plain = unwrap_and_close(kek, wrapped, wrapped_len, &len);
+
+	if (plain == NULL)
+		return false;
+	explicit_bzero(plain, len);
+	pfree(plain);
+	return true;
+}
+
 /*
- * Which of the provider's versions unwraps this key material?  NULL if none.
+ * Which version of the document's provider unwraps this key material?
+ * The one the document names, if its provider's documents name one;
+ * else the first of the provider's versions that does.  NULL if none.
  */
 char *
-kms_find_unwrapping_version(const KmsProvider *provider,
+kms_find_unwrapping_version(const BsonData *master_key,
 							const uint8_t *wrapped, size_t wrapped_len)
 {
-	List	   *versions = provider->list_versions();
+	const KmsProvider *provider = kms_get_provider(kms_document_provider(master_key, "the key document"));
+	List	   *versions;
 	ListCell   *lc;
-	size_t		max = fle_aead_plaintext_max_len(wrapped_len);
-	uint8_t    *plain;
-	char	   *found = NULL;
 
-	if (max == 0)
+	if (provider->document_version != NULL)
+	{
+		KmsKek	   *kek = kms_kek_open(provider, NULL, master_key);
+		char	   *version = kek->version;
+
+		return kek_unwraps(kek, wrapped, wrapped_len) ? version : NULL;
+	}
+	if (fle_aead_plaintext_max_len(wrapped_len) == 0)
 		return NULL;
-	plain = palloc(max);
+	versions = provider->list_versions();
 	foreach(lc, versions)
 	{
-		char	   *version = (char *) lfirst(lc);
-		uint8_t		master[FLE_KEY_LEN];
-		size_t		plain_len;
-		FleStatus	status;
+		KmsKek	   *kek = kms_kek_open(provider, (char *) lfirst(lc), master_key);
 
-		provider->load_master_key(version, master, NULL);
-		status = fle_unwrap_key(master, wrapped, wrapped_len, plain, &plain_len);
-		explicit_bzero(master, sizeof(master));
-		explicit_bzero(plain, max);
-		if (status == FLE_OK)
-		{
-			found = pstrdup(version);
-			break;
-		}
+		if (kek_unwraps(kek, wrapped, wrapped_len))
+			return pstrdup((char *) lfirst(lc));
 	}
-	pfree(plain);
-	return found;
+	return NULL;
 }

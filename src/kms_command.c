@@ -121,14 +121,15 @@ run_key_command(const char *version, char *buf, size_t bufsize)
 	}
 }
 
-static void
-command_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
-						char **version_out)
+/* Run the command for version (NULL: the current one) into key. */
+static char *
+command_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN])
 {
 	char		out[COMMAND_OUTPUT_MAX];
 	char	   *line;
 	char	   *space;
 	const char *got_version;
+	char	   *result = NULL;
 	bool		ok;
 
 	if (version != NULL && !kms_valid_version_name(version))
@@ -150,8 +151,8 @@ command_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
 	ok = kms_valid_version_name(got_version) &&
 		(version == NULL || strcmp(got_version, version) == 0) &&
 		kms_decode_master_key(line, strlen(line), key);
-	if (ok && version_out)
-		*version_out = pstrdup(got_version);
+	if (ok)
+		result = pstrdup(got_version);
 	explicit_bzero(out, sizeof(out));
 	if (!ok)
 		ereport(ERROR,
@@ -159,21 +160,28 @@ command_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
 				 errmsg("master key command printed no valid key for version \"%s\"",
 						version ? version : "(current)"),
 				 errhint("It must print one line: \"<version> <base64 of 96 bytes>\", or only the base64.")));
+	return result;
+}
+
+static void
+command_open(const char *version, const BsonData *master_key, KmsOpened *opened)
+{
+	opened->version = command_load_master_key(version, opened->key);
+	opened->handed_out = true;
 }
 
 static List *
 command_list_versions(void)
 {
 	uint8_t		key[FLE_KEY_LEN];
-	char	   *current;
+	char	   *current = command_load_master_key(NULL, key);
 
-	command_load_master_key(NULL, key, &current);
 	explicit_bzero(key, sizeof(key));
 	return list_make1(current);
 }
 
 const KmsProvider kms_command_provider = {
 	.name = "command",
-	.load_master_key = command_load_master_key,
+	.open = command_open,
 	.list_versions = command_list_versions,
 };

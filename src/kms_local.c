@@ -18,7 +18,6 @@
 #include "postgres.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "storage/fd.h"
@@ -50,36 +49,6 @@ local_key_file(void)
 				 errmsg("no local master key is configured"),
 				 errhint("Set bsoncrypt.local_master_key_file in postgresql.conf to a file holding a base64 96-byte key, then reload.")));
 	return kms_local_master_key_file;
-}
-
-/* Refuse a key file that group or others could read, as for ssl_key_file. */
-static void
-check_key_file_permissions(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not access local master key file: %m"),
-				 KEY_FILE_DETAIL(path)));
-	if (!S_ISREG(st.st_mode))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file is not a regular file"),
-				 KEY_FILE_DETAIL(path)));
-	if (st.st_uid != geteuid() && st.st_uid != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file must be owned by the database user or root"),
-				 KEY_FILE_DETAIL(path)));
-	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("local master key file has group or world access"),
-				 KEY_FILE_DETAIL(path),
-				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root.")));
 }
 
 /* Parse one non-comment line into *entry; false if it is malformed. */
@@ -233,7 +202,7 @@ read_key_ring(int *count)
 	memset(&r, 0, sizeof(r));
 	r.path = local_key_file();
 	r.fd = -1;
-	check_key_file_permissions(r.path);
+	kms_check_secret_file(r.path, "local master key file");
 	r.capacity = 4;
 	r.ring = palloc0(sizeof(LocalKeyLine) * r.capacity);
 	r.fd = OpenTransientFile(r.path, O_RDONLY | PG_BINARY);
@@ -269,8 +238,7 @@ read_key_ring(int *count)
 }
 
 static void
-local_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
-					  char **version_out)
+local_open(const char *version, const BsonData *master_key, KmsOpened *opened)
 {
 	int			count;
 	LocalKeyLine *ring = read_key_ring(&count);
@@ -286,9 +254,9 @@ local_load_master_key(const char *version, uint8_t key[FLE_KEY_LEN],
 	}
 	if (found >= 0)
 	{
-		memcpy(key, ring[found].key, FLE_KEY_LEN);
-		if (version_out)
-			*version_out = pstrdup(ring[found].version);
+		memcpy(opened->key, ring[found].key, FLE_KEY_LEN);
+		opened->handed_out = true;
+		opened->version = pstrdup(ring[found].version);
 	}
 	explicit_bzero(ring, sizeof(LocalKeyLine) * count);
 	pfree(ring);
@@ -317,6 +285,6 @@ local_list_versions(void)
 
 const KmsProvider kms_local_provider = {
 	.name = "local",
-	.load_master_key = local_load_master_key,
+	.open = local_open,
 	.list_versions = local_list_versions,
 };

@@ -47,8 +47,6 @@ extern void rewrap_key_vault_batch(MasterKeyCache *cache, const char *provider,
 extern void rewrap_relation_keys_batch(MasterKeyCache *cache, const char *provider,
 									   const char *version, int batch_size,
 									   RewrapBatch *result);
-extern size_t rewrap_unwrap_any_length(FleAeadCtx *kek, const uint8_t *wrapped,
-									   size_t wrapped_len, uint8_t **plain);
 
 /* rotation_worker.c */
 extern PGDLLIMPORT int rotation_row_delay;	/* bsoncrypt.rotation_row_delay */

@@ -155,7 +155,7 @@ tde_define_settings(void)
 	tde_key_uses_init();
 	DefineCustomStringVariable("bsoncrypt.at_rest_key_provider",
 							   "Master-key provider that wraps new relation keys of encrypted_heap tables.",
-							   "\"local\" or \"command\"; existing keys keep the provider they were wrapped with.",
+							   "\"local\", \"command\" or \"kmip\"; existing keys keep the provider they were wrapped with.",
 							   &tde_key_provider,
 							   "local",
 							   PGC_SUSET,
@@ -800,7 +800,7 @@ create_file_key(const RelFileNode *rnode)
 				 errmsg("could not generate a random relation key")));
 	PG_TRY();
 	{
-		wrapped = kms_wrap_secret(provider, NULL, raw, sizeof(raw), &version);
+		wrapped = kms_wrap_secret(provider, NULL, NULL, raw, sizeof(raw), &version, NULL);
 		/* the next id whose key number no key of this file has */
 		tries = 0;
 		do
@@ -984,7 +984,7 @@ read_key(int32 key_id, uint8 *raw, Oid *spc, Oid *relnode)
 	table_close(rel, AccessShareLock);
 	if (material == NULL)
 		return false;
-	kms_unwrap_secret(kms_get_provider(provider), version,
+	kms_unwrap_secret(kms_get_provider(provider), version, NULL,
 					  (const uint8_t *) VARDATA_ANY(material),
 					  VARSIZE_ANY_EXHDR(material),
 					  raw, TDE_KEY_LEN, psprintf("relation key %d", key_id));

@@ -62,10 +62,11 @@ CREATE TRIGGER key_vault_sync_alt_names
     FOR EACH ROW EXECUTE FUNCTION _sync_key_alt_names();
 
 -- Tell every session to drop its cached keys when the vault changes.  A
--- rewrap (new key_material and master_key_version for the same key, what
--- rotation does) leaves the data key itself unchanged, so it keeps cached
--- keys: otherwise every rotation batch would make every session unwrap all
--- its keys again.  Replacing a key's material with a different data key is
+-- rewrap (new key_material, master_key_version, and for kmip the keyId in
+-- master_key, for the same key: what rotation does) leaves the data key
+-- itself unchanged, so it keeps cached keys: otherwise every rotation batch
+-- would make every session unwrap all its keys again.  A move to another
+-- provider drops them.  Replacing a key's material with a different data key is
 -- not an operation bsoncrypt offers (create a new key instead); sessions
 -- would see it only after bsoncrypt.key_cache_ttl.
 CREATE FUNCTION _key_vault_changed() RETURNS trigger
@@ -77,9 +78,10 @@ CREATE TRIGGER key_vault_invalidate_cache_on_update
     AFTER UPDATE ON key_vault FOR EACH ROW
     WHEN (OLD._id IS DISTINCT FROM NEW._id
           OR OLD.key_alt_names IS DISTINCT FROM NEW.key_alt_names
-          -- as bytea: IS DISTINCT FROM cannot name the schema of bson's "=",
+          -- as text: IS DISTINCT FROM cannot name the schema of bson's "=",
           -- and pg_upgrade restores this trigger with an empty search_path
-          OR OLD.master_key::bytea IS DISTINCT FROM NEW.master_key::bytea
+          OR bsoncrypt.bson_get_text(OLD.master_key, 'provider')
+             IS DISTINCT FROM bsoncrypt.bson_get_text(NEW.master_key, 'provider')
           OR OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION _key_vault_changed();
 
@@ -87,10 +89,14 @@ CREATE TRIGGER key_vault_invalidate_cache_on_update
 SELECT pg_catalog.pg_extension_config_dump('key_vault', '');
 
 -- C support
+-- master_key_options: MongoDB's masterKey fields of the provider (e.g.
+-- {"keyId": "17"} for kmip); NULL or {}: the provider's current master key
 CREATE FUNCTION _new_key_material(provider text, data_key bytea DEFAULT NULL,
-                                  OUT key_material bytea, OUT master_key_version text)
+                                  master_key_options bson DEFAULT NULL,
+                                  OUT key_material bytea, OUT master_key_version text,
+                                  OUT master_key bson)
     AS 'MODULE_PATHNAME', 'bsoncrypt_new_key_material' LANGUAGE C VOLATILE CALLED ON NULL INPUT;
-CREATE FUNCTION _find_master_key_version(provider text, key_material bytea) RETURNS text
+CREATE FUNCTION _find_master_key_version(master_key bson, key_material bytea) RETURNS text
     AS 'MODULE_PATHNAME', 'bsoncrypt_find_master_key_version' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION _key_document(key_vault) RETURNS bson
     AS 'MODULE_PATHNAME', 'bsoncrypt_key_document' LANGUAGE C STABLE STRICT;
@@ -103,21 +109,22 @@ CREATE FUNCTION _parse_key_document(doc bson,
 
 CREATE FUNCTION create_data_key(provider text DEFAULT 'local',
                                 key_alt_names text[] DEFAULT '{}',
-                                key_material bytea DEFAULT NULL)
+                                key_material bytea DEFAULT NULL,
+                                master_key bson DEFAULT NULL)
 RETURNS uuid
 LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     new_id uuid := gen_random_uuid();
     wrapped record;
 BEGIN
-    SELECT * INTO wrapped FROM _new_key_material($1, $3);
+    SELECT * INTO wrapped FROM _new_key_material($1, $3, $4);
     INSERT INTO key_vault (_id, key_alt_names, key_material, master_key, master_key_version)
     VALUES (new_id, coalesce($2, '{}'), wrapped.key_material,
-            bson_from_jsonb(jsonb_build_object('provider', $1)), wrapped.master_key_version);
+            wrapped.master_key, wrapped.master_key_version);
     RETURN new_id;
 END $$;
-COMMENT ON FUNCTION create_data_key(text, text[], bytea) IS
-    'create a data key wrapped by the provider''s current master key (MongoDB createDataKey)';
+COMMENT ON FUNCTION create_data_key(text, text[], bytea, bson) IS
+    'create a data key wrapped by the provider''s current master key, or the one master_key names (MongoDB createDataKey)';
 
 CREATE FUNCTION get_key(id uuid) RETURNS bson
 LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
@@ -186,11 +193,11 @@ BEGIN
         RAISE EXCEPTION 'data key % is already in the key vault', k._id
             USING ERRCODE = 'unique_violation';
     END IF;
-    version := _find_master_key_version(provider, k.key_material);
+    version := _find_master_key_version(k.master_key, k.key_material);
     IF version IS NULL THEN
         RAISE EXCEPTION 'cannot import data key %: no master key version of provider "%" unwraps it', k._id, provider
             USING ERRCODE = 'invalid_authorization_specification',
-                  HINT = 'Configure the master key that wrapped this key (for "local", add it to bsoncrypt.local_master_key_file).';
+                  HINT = 'Configure the master key that wrapped this key (for "local", add it to bsoncrypt.local_master_key_file; for "kmip", the keyId must name the KMIP object that wrapped it).';
     END IF;
     INSERT INTO key_vault (_id, key_alt_names, key_material, master_key, master_key_version,
                            creation_date, update_date, status)

@@ -55,10 +55,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 DECLARE
     n integer;
 BEGIN
-    IF provider IS NOT NULL AND provider NOT IN ('local', 'command') THEN
+    IF provider IS NOT NULL AND provider NOT IN ('local', 'command', 'kmip') THEN
         RAISE EXCEPTION 'unknown master key provider "%"', provider
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Known providers are "local" and "command".';
+                  HINT = 'Known providers are "local", "command" and "kmip".';
     END IF;
     INSERT INTO rotation_state AS s (provider, state, requested)
     SELECT DISTINCT p, 'requested', now()

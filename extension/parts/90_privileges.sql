@@ -52,7 +52,7 @@ BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON bsoncrypt.key_vault TO %s', role);
     EXECUTE format('GRANT SELECT ON bsoncrypt.key_alt_names TO %s', role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION
-        bsoncrypt.create_data_key(text, text[], bytea),
+        bsoncrypt.create_data_key(text, text[], bytea, bsoncrypt.bson),
         bsoncrypt.get_key(uuid),
         bsoncrypt.get_keys(),
         bsoncrypt.get_key_by_alt_name(text),
@@ -61,8 +61,8 @@ BEGIN
         bsoncrypt.remove_key_alt_name(uuid, text),
         bsoncrypt.import_key(bsoncrypt.bson),
         bsoncrypt.rewrap_many_data_key(bsoncrypt.bson, text, text),
-        bsoncrypt._new_key_material(text, bytea),
-        bsoncrypt._find_master_key_version(text, bytea),
+        bsoncrypt._new_key_material(text, bytea, bsoncrypt.bson),
+        bsoncrypt._find_master_key_version(bsoncrypt.bson, bytea),
         bsoncrypt._key_document(bsoncrypt.key_vault),
         bsoncrypt._parse_key_document(bsoncrypt.bson) TO %s', role);
 END $$;

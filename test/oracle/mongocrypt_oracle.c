@@ -6,9 +6,11 @@
  *	  tests can check interoperability against the reference implementation.
  *
  * This file owns the whole oracle program: argument parsing, base64 and
- * key-vault loading, the libmongocrypt context state machine, and the
- * create-key, encrypt, decrypt and bench subcommands.  It is test tooling
- * only; nothing here is linked into the extension.
+ * key-vault loading, the libmongocrypt context state machine (including
+ * carrying libmongocrypt's KMIP requests to a KMIP server over TLS and its
+ * replies back), and the create-key, encrypt, decrypt and bench
+ * subcommands.  It is test tooling only; nothing here is linked into the
+ * extension.
  *
  * All JSON is MongoDB canonical Extended JSON, one document per line.
  * Per-line refusals by libmongocrypt are printed as {"error": "..."} and
@@ -27,8 +29,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <bson.h>
 #include <mongocrypt.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define MASTER_KEY_LEN		96
 #define KEY_ID_LEN			16
@@ -48,7 +58,16 @@ typedef struct OracleOptions
 	int			n_alt_names;
 	const char *algorithm;		/* libmongocrypt algorithm string */
 	long		count;			/* --count (bench) */
+	const char *provider;		/* --provider local|kmip (create-key) */
+	const char *kmip_key_id;	/* --kmip-key-id (create-key) */
+	const char *kmip_endpoint;	/* --kmip-endpoint HOST:PORT */
+	const char *kmip_ca;		/* --kmip-ca FILE */
+	const char *kmip_cert;		/* --kmip-cert FILE */
+	const char *kmip_key;		/* --kmip-key FILE */
 } OracleOptions;
+
+/* the KMIP server's TLS settings, for run_ctx */
+static const OracleOptions *kmip_tls = NULL;
 
 /* Key-vault documents loaded from --key-vault. */
 typedef struct KeyVault
@@ -78,12 +97,16 @@ usage(void)
 	fprintf(stderr,
 			"usage:\n"
 			"  mongocrypt_oracle create-key --master-key B64 [--alt-name NAME ...]\n"
+			"  mongocrypt_oracle create-key --provider kmip [--kmip-key-id ID] [--alt-name NAME ...]\n"
 			"  mongocrypt_oracle encrypt --master-key B64 --key-vault FILE\n"
 			"                    (--key-id-b64 B64UUID | --key-alt-name NAME)\n"
 			"                    --algorithm det|rand   < {\"v\": value} lines\n"
 			"  mongocrypt_oracle decrypt --master-key B64 --key-vault FILE < document lines\n"
 			"  mongocrypt_oracle bench --master-key B64 --key-vault FILE\n"
-			"                    --key-alt-name NAME --count N\n");
+			"                    --key-alt-name NAME --count N\n"
+			"KMIP (any command): --kmip-endpoint HOST:PORT --kmip-ca FILE\n"
+			"                    --kmip-cert FILE --kmip-key FILE\n"
+			"  (then --master-key is optional: without it, only kmip keys work)\n");
 	exit(1);
 }
 
@@ -239,8 +262,18 @@ check_required(const OracleOptions *opts)
 	const char *cmd = opts->command;
 	bool		needs_vault = strcmp(cmd, "create-key") != 0;
 
-	if (opts->master_key == NULL)
-		die("%s: --master-key is required", cmd);
+	if (opts->kmip_endpoint != NULL &&
+		(opts->kmip_ca == NULL || opts->kmip_cert == NULL || opts->kmip_key == NULL))
+		die("%s: --kmip-endpoint needs --kmip-ca, --kmip-cert and --kmip-key", cmd);
+	if (opts->master_key == NULL && opts->kmip_endpoint == NULL)
+		die("%s: --master-key (or --kmip-endpoint ...) is required", cmd);
+	if (strcmp(opts->provider, "local") != 0 && strcmp(opts->provider, "kmip") != 0)
+		die("%s: --provider must be local or kmip", cmd);
+	if (strcmp(opts->provider, "kmip") == 0 && opts->kmip_endpoint == NULL)
+		die("%s: --provider kmip needs --kmip-endpoint", cmd);
+	if (strcmp(opts->provider, "local") == 0 && opts->master_key == NULL &&
+		strcmp(cmd, "create-key") == 0)
+		die("create-key: --master-key is required for --provider local");
 	if (needs_vault && opts->key_vault_path == NULL)
 		die("%s: --key-vault is required", cmd);
 	if (opts->n_alt_names > 0 && strcmp(cmd, "create-key") != 0)
@@ -266,6 +299,7 @@ static void
 parse_options(int argc, char **argv, OracleOptions *opts)
 {
 	memset(opts, 0, sizeof(*opts));
+	opts->provider = "local";
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 ||
 		strcmp(argv[1], "--help") == 0)
 		usage();
@@ -306,6 +340,18 @@ parse_options(int argc, char **argv, OracleOptions *opts)
 			opts->algorithm = algorithm_name(val);
 		else if (strcmp(opt, "--count") == 0)
 			opts->count = strtol(val, NULL, 10);
+		else if (strcmp(opt, "--provider") == 0)
+			opts->provider = val;
+		else if (strcmp(opt, "--kmip-key-id") == 0)
+			opts->kmip_key_id = val;
+		else if (strcmp(opt, "--kmip-endpoint") == 0)
+			opts->kmip_endpoint = val;
+		else if (strcmp(opt, "--kmip-ca") == 0)
+			opts->kmip_ca = val;
+		else if (strcmp(opt, "--kmip-cert") == 0)
+			opts->kmip_cert = val;
+		else if (strcmp(opt, "--kmip-key") == 0)
+			opts->kmip_key = val;
 		else
 			die("unknown option %s", opt);
 	}
@@ -469,20 +515,33 @@ filter_matches_key(bson_iter_t *filter, const bson_t *key)
  * ---------------------------------------------------------------------
  */
 
-/* Create the one mongocrypt_t of this process: local KMS provider only. */
+/*
+ * Create the one mongocrypt_t of this process: the local KMS provider
+ * when there is a master key, the kmip provider when there is an endpoint.
+ */
 static mongocrypt_t *
-crypt_new(const uint8_t *master_key, size_t len)
+crypt_new(const OracleOptions *opts)
 {
 	mongocrypt_t *crypt = mongocrypt_new();
 	mongocrypt_binary_t *bin;
 	bson_t		providers = BSON_INITIALIZER;
-	bson_t		local;
+	bson_t		child;
 	bool		ok;
 
-	BSON_APPEND_DOCUMENT_BEGIN(&providers, "local", &local);
-	BSON_APPEND_BINARY(&local, "key", BSON_SUBTYPE_BINARY, master_key,
-					   (uint32_t) len);
-	bson_append_document_end(&providers, &local);
+	if (opts->master_key != NULL)
+	{
+		BSON_APPEND_DOCUMENT_BEGIN(&providers, "local", &child);
+		BSON_APPEND_BINARY(&child, "key", BSON_SUBTYPE_BINARY, opts->master_key,
+						   (uint32_t) opts->master_key_len);
+		bson_append_document_end(&providers, &child);
+	}
+	if (opts->kmip_endpoint != NULL)
+	{
+		BSON_APPEND_DOCUMENT_BEGIN(&providers, "kmip", &child);
+		BSON_APPEND_UTF8(&child, "endpoint", opts->kmip_endpoint);
+		bson_append_document_end(&providers, &child);
+		kmip_tls = opts;
+	}
 
 	bin = binary_view(&providers);
 	ok = mongocrypt_setopt_kms_providers(crypt, bin) && mongocrypt_init(crypt);
@@ -541,18 +600,142 @@ feed_keys(mongocrypt_ctx_t *ctx, const KeyVault *vault)
 	return ok && mongocrypt_ctx_mongo_done(ctx);
 }
 
+/* Print the OpenSSL error queue's first entry after what, and exit. */
+static void
+die_tls(const char *what, const char *endpoint)
+{
+	char		buf[256];
+
+	ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+	die("KMIP %s with %s: %s", what, endpoint, buf);
+}
+
 /*
- * NEED_KMS: the local provider needs no network; any KMS request means a
- * key for another provider, which this oracle cannot serve.
+ * A blocking TLS connection to endpoint (host:port), verifying the server
+ * against --kmip-ca and presenting --kmip-cert / --kmip-key; socket
+ * timeouts of 10 s so that a dead server fails the test instead of hanging.
+ */
+static SSL *
+kmip_connect(const char *endpoint, SSL_CTX **ctx_out)
+{
+	char	   *host = bson_strdup(endpoint);
+	char	   *port = strrchr(host, ':');
+	struct addrinfo hints = {0};
+	struct addrinfo *ai = NULL;
+	struct timeval tv = {10, 0};
+	SSL_CTX    *ctx;
+	SSL		   *ssl;
+	int			sock = -1;
+
+	if (port == NULL)
+		die("KMIP endpoint %s has no port", endpoint);
+	*port++ = '\0';
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		die("cannot resolve KMIP endpoint %s", endpoint);
+	for (struct addrinfo *a = ai; a != NULL; a = a->ai_next)
+	{
+		sock = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+		if (sock >= 0 && connect(sock, a->ai_addr, a->ai_addrlen) == 0)
+			break;
+		if (sock >= 0)
+			close(sock);
+		sock = -1;
+	}
+	freeaddrinfo(ai);
+	if (sock < 0)
+		die("cannot connect to KMIP endpoint %s", endpoint);
+	setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL ||
+		SSL_CTX_load_verify_locations(ctx, kmip_tls->kmip_ca, NULL) != 1 ||
+		SSL_CTX_use_certificate_chain_file(ctx, kmip_tls->kmip_cert) != 1 ||
+		SSL_CTX_use_PrivateKey_file(ctx, kmip_tls->kmip_key, SSL_FILETYPE_PEM) != 1)
+		die_tls("TLS set-up", endpoint);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = SSL_new(ctx);
+	if (ssl == NULL || SSL_set_fd(ssl, sock) != 1 ||
+		(strspn(host, "0123456789.") == strlen(host)
+		 ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+		 : SSL_set1_host(ssl, host)) != 1)
+		die_tls("TLS set-up", endpoint);
+	if (SSL_connect(ssl) != 1)
+		die_tls("TLS handshake", endpoint);
+	bson_free(host);
+	*ctx_out = ctx;
+	return ssl;
+}
+
+/* Send one KMS request of libmongocrypt and feed it the reply. */
+static bool
+serve_kms_ctx(mongocrypt_kms_ctx_t *kms)
+{
+	const char *endpoint;
+	mongocrypt_binary_t *msg = mongocrypt_binary_new();
+	SSL_CTX    *ctx;
+	SSL		   *ssl;
+	uint32_t	needed;
+	bool		ok = true;
+
+	if (!mongocrypt_kms_ctx_endpoint(kms, &endpoint) ||
+		!mongocrypt_kms_ctx_message(kms, msg))
+	{
+		mongocrypt_binary_destroy(msg);
+		return false;
+	}
+	ssl = kmip_connect(endpoint, &ctx);
+	if (SSL_write(ssl, mongocrypt_binary_data(msg), (int) mongocrypt_binary_len(msg)) !=
+		(int) mongocrypt_binary_len(msg))
+		die_tls("write", endpoint);
+	while (ok && (needed = mongocrypt_kms_ctx_bytes_needed(kms)) > 0)
+	{
+		uint8_t		buf[4096];
+		int			n = SSL_read(ssl, buf, needed < sizeof(buf) ? (int) needed : (int) sizeof(buf));
+		mongocrypt_binary_t *bin;
+
+		if (n <= 0)
+			die_tls("read", endpoint);
+		bin = mongocrypt_binary_new_from_data(buf, (uint32_t) n);
+		ok = mongocrypt_kms_ctx_feed(kms, bin);
+		mongocrypt_binary_destroy(bin);
+	}
+	SSL_shutdown(ssl);
+	close(SSL_get_fd(ssl));
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	mongocrypt_binary_destroy(msg);
+	return ok;
+}
+
+/*
+ * NEED_KMS: the local provider needs no network; a kmip key's requests
+ * are carried to the KMIP server when one was given, else refused.
  */
 static bool
-check_no_kms(mongocrypt_ctx_t *ctx, char **errmsg)
+serve_kms(mongocrypt_ctx_t *ctx, char **errmsg)
 {
-	if (mongocrypt_ctx_next_kms_ctx(ctx) != NULL)
+	mongocrypt_kms_ctx_t *kms;
+
+	while ((kms = mongocrypt_ctx_next_kms_ctx(ctx)) != NULL)
 	{
-		*errmsg = bson_strdup("key needs a remote KMS provider; "
-							  "only \"local\" is supported");
-		return false;
+		if (kmip_tls == NULL)
+		{
+			*errmsg = bson_strdup("key needs a remote KMS provider; "
+								  "give --kmip-endpoint ... for kmip keys");
+			return false;
+		}
+		if (!serve_kms_ctx(kms))
+		{
+			mongocrypt_status_t *status = mongocrypt_status_new();
+
+			mongocrypt_kms_ctx_status(kms, status);
+			*errmsg = bson_strdup_printf("KMS request failed: %s",
+										 mongocrypt_status_message(status, NULL));
+			mongocrypt_status_destroy(status);
+			return false;
+		}
 	}
 	if (!mongocrypt_ctx_kms_done(ctx))
 		return ctx_error(ctx, errmsg);
@@ -596,7 +779,7 @@ run_ctx(mongocrypt_ctx_t *ctx, const KeyVault *vault, bson_t *result,
 					return ctx_error(ctx, errmsg);
 				break;
 			case MONGOCRYPT_CTX_NEED_KMS:
-				if (!check_no_kms(ctx, errmsg))
+				if (!serve_kms(ctx, errmsg))
 					return false;
 				break;
 			case MONGOCRYPT_CTX_READY:
@@ -698,8 +881,22 @@ cmd_create_key(mongocrypt_t *crypt, const OracleOptions *opts)
 	char	   *errmsg = NULL;
 	bool		ok;
 
-	ok = setopt_utf8_doc(ctx, mongocrypt_ctx_setopt_key_encryption_key,
-						 "provider", "local");
+	if (strcmp(opts->provider, "kmip") == 0)
+	{
+		bson_t		kek = BSON_INITIALIZER;
+		mongocrypt_binary_t *bin;
+
+		BSON_APPEND_UTF8(&kek, "provider", "kmip");
+		if (opts->kmip_key_id != NULL)
+			BSON_APPEND_UTF8(&kek, "keyId", opts->kmip_key_id);
+		bin = binary_view(&kek);
+		ok = mongocrypt_ctx_setopt_key_encryption_key(ctx, bin);
+		mongocrypt_binary_destroy(bin);
+		bson_destroy(&kek);
+	}
+	else
+		ok = setopt_utf8_doc(ctx, mongocrypt_ctx_setopt_key_encryption_key,
+							 "provider", "local");
 	for (int i = 0; ok && i < opts->n_alt_names; i++)
 		ok = setopt_utf8_doc(ctx, mongocrypt_ctx_setopt_key_alt_name,
 							 "keyAltName", opts->alt_names[i]);
@@ -885,7 +1082,7 @@ main(int argc, char **argv)
 
 	if (opts.key_vault_path != NULL)
 		keyvault_load(opts.key_vault_path, &vault);
-	crypt = crypt_new(opts.master_key, opts.master_key_len);
+	crypt = crypt_new(&opts);
 
 	if (strcmp(opts.command, "create-key") == 0)
 		rc = cmd_create_key(crypt, &opts);

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "../../src/fle_aead.h"
+#include "unit_harness.h"
 
 /* spec's LOCAL_MASTERKEY, base64 of 96 bytes (see ../data/fle-corpus/README.md) */
 static const char *local_master_b64 =
@@ -42,57 +43,9 @@ static const char *local_master_b64 =
 	"aXRRMkhGRGdQV09wOGVNYUMxT2k3NjZKelhaQmRCZGJkTXVyZG9uSjFk";
 
 /* ----------------------------------------------------------------
- *		Tiny test harness: a case passes if none of its checks failed
+ *		Data helpers (the harness is unit_harness.h)
  * ----------------------------------------------------------------
  */
-
-static int	cases_passed;
-static int	cases_failed;
-static int	case_ok;
-static const char *case_name;
-
-static void
-begin_case(const char *name)
-{
-	case_name = name;
-	case_ok = 1;
-}
-
-static void
-end_case(void)
-{
-	if (case_ok)
-		cases_passed++;
-	else
-		cases_failed++;
-}
-
-static int
-check(int ok, const char *fmt,...)
-{
-	va_list		ap;
-
-	if (ok)
-		return 1;
-	case_ok = 0;
-	fprintf(stderr, "FAIL [%s]: ", case_name);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 0;
-}
-
-/* ----------------------------------------------------------------
- *		Data helpers
- * ----------------------------------------------------------------
- */
-
-typedef struct Bytes
-{
-	uint8_t    *data;
-	size_t		len;
-} Bytes;
 
 static void
 bytes_free(Bytes *b)
@@ -100,19 +53,6 @@ bytes_free(Bytes *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = 0;
-}
-
-static int
-bytes_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
-{
-	return a_len == b_len && (a_len == 0 || memcmp(a, b, a_len) == 0);
-}
-
-static void
-fatal(const char *what)
-{
-	fprintf(stderr, "fatal: %s\n", what);
-	exit(2);
 }
 
 static Bytes
@@ -136,18 +76,6 @@ base64_decode(const char *b64)
 	}
 	b.len = (size_t) n;
 	return b;
-}
-
-static int
-hex_nibble(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static Bytes
@@ -1204,6 +1132,5 @@ main(int argc, char **argv)
 	printf("corpus local entries: %d deterministic, %d random, %d disallowed (not "
 		   "applicable here: type policy is the caller's)\n",
 		   n_det, n_rand, n_disallowed);
-	printf("%d passed, %d failed\n", cases_passed, cases_failed);
-	return cases_failed == 0 ? 0 : 1;
+	return report_cases();
 }

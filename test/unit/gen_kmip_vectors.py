@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Make kmip_vectors.h: KMIP test vectors checked by PyKMIP.
+
+This file owns the generation of test/unit/kmip_vectors.h (run by
+`make -C test/unit vectors`, needs Debian's python3-pykmip).  For each
+request bsoncrypt writes (`test_kmip_ttlv --dump`, built without vectors):
+
+  1. PyKMIP parses it and writes it again; the bytes must be identical, so
+     the request is what PyKMIP itself would send for those fields;
+  2. PyKMIP's server engine (an SQLite database in a temporary directory)
+     processes it, in order, and its response message is kept.
+
+The header then holds our requests (as a regression check of the encoder)
+and the engine's responses (successes, failures, and the error response a
+server sends for a message it cannot parse), which test_kmip_ttlv parses.
+"""
+import copy
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+
+from kmip.core import enums
+from kmip.core import policy as operation_policy
+from kmip.core import primitives
+from kmip.core.messages import contents, messages
+from kmip.core.utils import BytearrayStream
+from kmip.services.server import engine as kmip_engine
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+# PyKMIP 0.10 reads a text string whose length is a multiple of 8 right, but
+# then remembers 8 bytes of padding and writes them: reset it after a read,
+# so that a parse and write of a message is the identity it should be.
+_text_read = primitives.TextString.read
+
+
+def _text_read_fixed(self, *args, **kwargs):
+    _text_read(self, *args, **kwargs)
+    if self.padding_length == self.PADDING_SIZE:
+        self.padding_length = 0
+
+
+primitives.TextString.read = _text_read_fixed
+dumper = os.path.join(here, 'test_kmip_ttlv_novectors')
+
+
+def reencode(raw):
+    """Parse a request with PyKMIP and write it again."""
+    request = messages.RequestMessage()
+    request.read(BytearrayStream(raw))
+    version = contents.protocol_version_to_kmip_version(
+        request.request_header.protocol_version)
+    out = BytearrayStream()
+    request.write(out, kmip_version=version)
+    return request, bytes(out.buffer)
+
+
+def encode_response(response, version):
+    out = BytearrayStream()
+    response.write(out, kmip_version=contents.protocol_version_to_kmip_version(version))
+    return bytes(out.buffer)
+
+
+def main():
+    logging.disable(logging.CRITICAL)
+    lines = subprocess.run([dumper, '--dump'], check=True, capture_output=True,
+                           text=True).stdout.split('\n')
+    ours = dict(l.split(' ', 1) for l in lines if l)
+    tmp = tempfile.mkdtemp()
+    eng = kmip_engine.KmipEngine(policies=copy.deepcopy(operation_policy.policies),
+                                 database_path=os.path.join(tmp, 'db.sqlite'))
+    identity = ('bsoncrypt-test', None)
+    requests = []
+    responses = []
+
+    def run(name, raw, keep_request=True):
+        request, again = reencode(raw)
+        if again != raw:
+            sys.exit('%s: PyKMIP writes the request differently:\n ours  %s\n pykmip %s'
+                     % (name, raw.hex(), again.hex()))
+        response, _, version = eng.process_request(request, identity)
+        if keep_request:
+            requests.append((name, raw))
+        responses.append((name, encode_response(response, version)))
+        return response
+
+    order = ['register', 'activate', 'get', 'get_object_type', 'get_missing',
+             'create', 'activate_aes']
+    for name in order:
+        run(name, bytes.fromhex(ours[name]))
+    enc = run('encrypt', bytes.fromhex(ours['encrypt']))
+    payload = enc.batch_items[0].response_payload
+    decrypt = subprocess.run([dumper, '--dump-decrypt', '2', payload.data.hex(),
+                              payload.iv_counter_nonce.hex()],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    run('decrypt', bytes.fromhex(decrypt), keep_request=False)
+    run('decrypt_bad', bytes.fromhex(ours['decrypt_bad']))
+    # the same requests for the AES key
+    for name, base in (('get_aes', 'get'), ('get_object_type_aes', 'get_object_type')):
+        request, _ = reencode(bytes.fromhex(ours[base]))
+        request.batch_items[0].request_payload.unique_identifier = '2'
+        out = BytearrayStream()
+        request.write(out, kmip_version=enums.KMIPVersion.KMIP_1_0)
+        run(name, bytes(out.buffer), keep_request=False)
+    for name in ('register_named', 'create_named'):
+        run(name, bytes.fromhex(ours[name]))
+    # what a server answers to a message it cannot parse (kmip.services.server.session)
+    garbage = eng.build_error_response(contents.ProtocolVersion(1, 0),
+                                       enums.ResultReason.INVALID_MESSAGE,
+                                       'Error parsing request message.')
+    responses.append(('garbage', encode_response(garbage, contents.ProtocolVersion(1, 0))))
+
+    with open(os.path.join(here, 'kmip_vectors.h'), 'w') as f:
+        f.write('/*\n * kmip_vectors.h\n *\t  Generated by gen_kmip_vectors.py (PyKMIP %s);'
+                ' do not edit.\n *\t  Requests: bsoncrypt\'s, identical after a PyKMIP parse'
+                ' and write.\n *\t  Responses: PyKMIP\'s server engine processing them in'
+                ' order.\n */\n' % kmip_engine.__dict__.get('__version__', '0.10'))
+        f.write('typedef struct KmipVector\n{\n\tconst char *name;\n\tconst char *hex;\n} KmipVector;\n\n')
+        for array, items in (('kmip_request_vectors', requests),
+                             ('kmip_response_vectors', responses)):
+            f.write('static const KmipVector %s[] = {\n' % array)
+            for name, raw in items:
+                hexs = raw.hex()
+                chunks = [hexs[i:i + 64] for i in range(0, len(hexs), 64)]
+                f.write('\t{"%s",\n' % name)
+                f.write('\n'.join('\t\t"%s"' % c for c in chunks))
+                f.write('},\n')
+            f.write('};\n\n')
+
+
+if __name__ == '__main__':
+    main()
