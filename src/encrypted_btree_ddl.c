@@ -23,6 +23,10 @@
  *	    ON CONFLICT only for btree indexes (BuildSpeculativeIndexInfo);
  *	    bsoncrypt opens the target's indexes itself, with the same checks,
  *	    when one of them is an encrypted_btree unique index.
+ *	  - foreign keys: PostgreSQL 15 refuses to reference a unique index
+ *	    that is not btree, judging by the access method of its operator
+ *	    classes; the encrypted ones pass as btree while a statement adds
+ *	    foreign keys (see "Foreign keys" below).
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +41,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_opclass.h"
 #include "catalog/storage.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
@@ -700,6 +705,101 @@ eb_executor_start(QueryDesc *queryDesc, int eflags)
 }
 
 /* ------------------------------------------------------------------------
+ * Foreign keys
+ * ------------------------------------------------------------------------
+ */
+
+/* Does an ALTER TABLE (also one CREATE TABLE runs) add a foreign key? */
+static bool
+adds_foreign_key(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+		List	   *constraints = NIL;
+		ListCell   *c;
+
+		if (cmd->subtype == AT_AddConstraint && IsA(cmd->def, Constraint))
+			constraints = list_make1(cmd->def);
+		else if (cmd->subtype == AT_AddColumn && IsA(cmd->def, ColumnDef))
+			constraints = ((ColumnDef *) cmd->def)->constraints;
+		foreach(c, constraints)
+		{
+			if (IsA(lfirst(c), Constraint) &&
+				((Constraint *) lfirst(c))->contype == CONSTR_FOREIGN)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * PostgreSQL 15 accepts a foreign key only if the referenced unique index
+ * is btree, judged by the access method of its operator classes
+ * (ATAddForeignKeyConstraint); what it then takes from them, the equality
+ * operators of their families, the encrypted families have (they mirror
+ * btree's).  While a statement that adds foreign keys runs, the encrypted
+ * operator classes look like btree classes in this backend's catalog cache
+ * (by oid): each entry is pinned and patched, and restored afterwards.  An
+ * entry invalidated meanwhile is reloaded as it is in the catalog, and the
+ * statement then fails as it would have; nothing is written to the catalog.
+ */
+static List *
+opclasses_as_btree(void)
+{
+	Oid			am = eb_am_oid(true);
+	List	   *oids = NIL;
+	List	   *pinned = NIL;
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	ListCell   *lc;
+
+	if (!OidIsValid(am))
+		return NIL;
+	rel = table_open(OperatorClassRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		Form_pg_opclass form = (Form_pg_opclass) GETSTRUCT(tup);
+
+		if (form->opcmethod == am)
+			oids = lappend_oid(oids, form->oid);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	foreach(lc, oids)
+	{
+		tup = SearchSysCache1(CLAOID, ObjectIdGetDatum(lfirst_oid(lc)));
+		if (!HeapTupleIsValid(tup))
+			continue;
+		((Form_pg_opclass) GETSTRUCT(tup))->opcmethod = BTREE_AM_OID;
+		pinned = lappend(pinned, tup);
+	}
+	list_free(oids);
+	return pinned;
+}
+
+static void
+restore_opclasses(List *pinned)
+{
+	Oid			am = eb_am_oid(true);
+	ListCell   *lc;
+
+	foreach(lc, pinned)
+	{
+		HeapTuple	tup = lfirst(lc);
+
+		((Form_pg_opclass) GETSTRUCT(tup))->opcmethod = am;
+		ReleaseSysCache(tup);
+	}
+	list_free(pinned);
+}
+
+/* ------------------------------------------------------------------------
  * The utility hook
  * ------------------------------------------------------------------------
  */
@@ -712,6 +812,7 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *stmt = pstmt->utilityStmt;
 	Node	   *converted = stmt;
 	List	   *may_move = NIL;
+	List	   *volatile pinned = NIL;
 
 	if (IsA(stmt, IndexStmt))
 		converted = (Node *) convert_index_stmt((IndexStmt *) stmt, queryString);
@@ -728,12 +829,22 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString,
 		pstmt = copy;
 	}
 
-	if (prev_process_utility)
-		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
-							 queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
+	if (IsA(stmt, AlterTableStmt) && adds_foreign_key((AlterTableStmt *) stmt))
+		pinned = opclasses_as_btree();
+	PG_TRY();
+	{
+		if (prev_process_utility)
+			prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+								 queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		restore_opclasses(pinned);
+	}
+	PG_END_TRY();
 
 	if (may_move != NIL)
 		carry_keys_of_moved_files(may_move);
