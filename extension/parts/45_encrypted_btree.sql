@@ -168,3 +168,11 @@ SELECT bsoncrypt.create_encrypted_opclass(t, false)
                                'bsoncrypt.bson']::pg_catalog.regtype[]) t;
 SELECT bsoncrypt.create_encrypted_opclass(bsoncrypt._documentdb_bson_type(), false)
  WHERE bsoncrypt._documentdb_bson_type() IS NOT NULL;
+
+-- amcheck's bt_index_check for encrypted_btree: every leaf entry opens
+-- (its key, heap TID and type authenticated) and the entries are in order.
+CREATE FUNCTION encrypted_index_check(index regclass) RETURNS bigint
+    AS 'MODULE_PATHNAME', 'bsoncrypt_encrypted_index_check' LANGUAGE C STRICT;
+COMMENT ON FUNCTION encrypted_index_check(regclass) IS
+    'check that an encrypted_btree index''s entries decrypt and are in order; returns how many were checked';
+REVOKE ALL ON FUNCTION encrypted_index_check(regclass) FROM PUBLIC;
