@@ -20,6 +20,8 @@ CREATE INDEX p_lower ON p (lower(name));
 SELECT c.relname, a.amname, c.reloptions
   FROM pg_class c JOIN pg_am a ON a.oid = c.relam JOIN pg_index i ON i.indexrelid = c.oid
  WHERE i.indrelid IN ('e'::regclass, 'p'::regclass) ORDER BY 1;
+SELECT is_encrypted('e_pkey') AS e_pkey, is_encrypted('p_pkey') AS p_pkey,
+       (SELECT count(*) FROM encrypted_relations WHERE relation::text LIKE 'e\_%' AND keys = 1) AS e_index_files;
 
 INSERT INTO e
 SELECT g, 'n' || g, (g % 7)::int2, g::int8 * 1000003, md5(g::text)::uuid, g / 3.0,
