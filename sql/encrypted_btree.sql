@@ -201,7 +201,13 @@ SELECT c.relname, encrypted_index_check(c.oid) > 0 AS checked
  WHERE i.indrelid IN ('e'::regclass, 'e_child'::regclass) ORDER BY 1;
 VACUUM e;
 REINDEX TABLE e;
+REINDEX TABLE CONCURRENTLY e;
+CLUSTER e USING e_grp_id;
+VACUUM FULL e;
 SELECT pg_temp.same('SELECT id, name FROM %I WHERE id < 40 ORDER BY id');
+SELECT pg_temp.same('SELECT grp, id FROM %I WHERE grp = 2 ORDER BY grp, id DESC LIMIT 5');
+SELECT count(*) AS keys_of_dropped_files FROM relation_keys k
+ WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relfilenode = k.relfilenode);
 SELECT encrypted_index_check('p_pkey');
 
 -- the setting and its limits

@@ -16,7 +16,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use BsoncryptTest;
 
-my $node = bsoncrypt_node('index_markers', conf => qq{
+my $node = bsoncrypt_node('index_markers', init => { allows_streaming => 1 }, conf => qq{
 autovacuum = off
 full_page_writes = on
 wal_level = replica
@@ -170,6 +170,31 @@ sub files_of_index
 	my $path = $node->safe_psql('postgres', "SELECT pg_relation_filepath('$index')");
 	return (grep { -f $_ } glob($node->data_dir . "/$path"));
 }
+
+# a standby replays the encrypted indexes' WAL (btree's own redo) and
+# answers through them with the replicated relation keys
+$node->backup('base');
+my $standby = PostgreSQL::Test::Cluster->new('index_markers_standby');
+$standby->init_from_backup($node, 'base', has_streaming => 1);
+$standby->start;
+$node->safe_psql('postgres', q{
+INSERT INTO enc SELECT 'MRKENC_PK_S' || g, 'MRKENC_UNIQ_S' || g, 'a', g, g % 4,
+       bsoncrypt.bson_from_jsonb(jsonb_build_object('_id', 'S' || g)), 'MRKENC_BIG_S' || g
+  FROM generate_series(1, 3000) g;
+UPDATE enc SET b = b + 1 WHERE id LIKE 'MRKENC_PK_S1%';
+DELETE FROM enc WHERE id LIKE 'MRKENC_PK_S2%';
+VACUUM enc});
+$node->wait_for_catchup($standby, 'replay');
+is($standby->safe_psql('postgres', q{
+SET enable_seqscan = off; SET enable_bitmapscan = off;
+SELECT (SELECT b FROM enc WHERE id = 'MRKENC_PK_S1234'),
+       (SELECT count(*) FROM enc WHERE email >= 'MRKENC_UNIQ_S3' AND email < 'MRKENC_UNIQ_S4'),
+       (SELECT count(*) FROM enc WHERE id LIKE 'MRKENC_PK_S2%')}),
+	'1235|112|0', 'standby: encrypted indexes answer after replay');
+is($standby->safe_psql('postgres', q{
+SELECT bool_and(bsoncrypt.encrypted_index_check(indexrelid) > 0) FROM pg_index WHERE indrelid = 'enc'::regclass}),
+	't', 'standby: every encrypted index checks out');
+$standby->stop;
 
 # DocumentDB's _id index (collection_pk_N), when DocumentDB is installed
 my $sharedir = $node->safe_psql('postgres', q{SELECT setting FROM pg_config WHERE name = 'SHAREDIR'});

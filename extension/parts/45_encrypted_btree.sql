@@ -166,8 +166,13 @@ SELECT bsoncrypt.create_encrypted_opclass(t, false)
                                'text', 'bpchar', 'bytea', 'uuid', 'bool', 'date', 'time',
                                'timestamp', 'timestamptz', 'interval',
                                'bsoncrypt.bson']::pg_catalog.regtype[]) t;
+-- DocumentDB's bson, when DocumentDB is installed and gives it a default
+-- btree class (installed after bsoncrypt: call create_encrypted_opclass)
 SELECT bsoncrypt.create_encrypted_opclass(bsoncrypt._documentdb_bson_type(), false)
- WHERE bsoncrypt._documentdb_bson_type() IS NOT NULL;
+ WHERE bsoncrypt._documentdb_bson_type() IS NOT NULL
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod
+                WHERE a.amname OPERATOR(pg_catalog.=) 'btree' AND c.opcdefault
+                  AND c.opcintype OPERATOR(pg_catalog.=) bsoncrypt._documentdb_bson_type());
 
 -- amcheck's bt_index_check for encrypted_btree: every leaf entry opens
 -- (its key, heap TID and type authenticated) and the entries are in order.
