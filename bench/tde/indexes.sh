@@ -18,7 +18,10 @@
 # Starts a throwaway cluster (scripts/cluster.sh, fsync = off), removes it
 # at the end.  The table also goes to bench/out/tde_indexes.txt.
 #
-#   bench/tde/indexes.sh    # PG_BINDIR PORT DIR SCALE RUNS T CLIENTS MODES NROWS BUILD_RUNS may be set
+# SHARED_BUFFERS (e.g. 1GB) restarts the cluster with that setting, so that
+# every database stays in memory and the ratios show CPU cost only.
+#
+#   bench/tde/indexes.sh    # PG_BINDIR PORT DIR SCALE RUNS T CLIENTS MODES NROWS BUILD_RUNS SHARED_BUFFERS may be set
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +47,12 @@ mkdir -p "$dir"
 [ "$(id -u)" = 0 ] && chown postgres "$dir"
 "${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" start "$dir" "$port"
 trap '"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" stop "$dir"; rm -rf "$dir"' EXIT
+sb=${SHARED_BUFFERS:-}
+if [ -n "$sb" ]; then
+	"${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -c "ALTER SYSTEM SET shared_buffers = '$sb'" postgres
+	"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" stop "$dir"
+	"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" start "$dir" "$port"
+fi
 
 psql() { "${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
 pgbench() { "${run[@]}" env PGOPTIONS="${PGOPTIONS:-}" $bin/pgbench -h "$dir" -p "$port" -U postgres "$@"; }
