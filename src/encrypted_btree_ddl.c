@@ -709,7 +709,26 @@ eb_executor_start(QueryDesc *queryDesc, int eflags)
  * ------------------------------------------------------------------------
  */
 
-/* Does an ALTER TABLE (also one CREATE TABLE runs) add a foreign key? */
+/* Does a table have an encrypted_btree unique index (one a key can reference)? */
+static bool
+may_be_referenced(RangeVar *pktable)
+{
+	Oid			relid = RangeVarGetRelid(pktable, NoLock, true);
+	Relation	rel;
+	bool		result;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	result = has_encrypted_unique_index(rel);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/*
+ * Does an ALTER TABLE (also one CREATE TABLE runs) add a foreign key that
+ * references a table with an encrypted unique index?
+ */
 static bool
 adds_foreign_key(AlterTableStmt *stmt)
 {
@@ -727,8 +746,10 @@ adds_foreign_key(AlterTableStmt *stmt)
 			constraints = ((ColumnDef *) cmd->def)->constraints;
 		foreach(c, constraints)
 		{
-			if (IsA(lfirst(c), Constraint) &&
-				((Constraint *) lfirst(c))->contype == CONSTR_FOREIGN)
+			Constraint *con = (Constraint *) lfirst(c);
+
+			if (IsA(con, Constraint) && con->contype == CONSTR_FOREIGN &&
+				con->pktable != NULL && may_be_referenced(con->pktable))
 				return true;
 		}
 	}
