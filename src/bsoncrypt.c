@@ -16,6 +16,7 @@
 #include "kms.h"
 #include "key_cache.h"
 #include "tde.h"
+#include "tde_index.h"
 #include "rotation.h"
 
 PG_MODULE_MAGIC;
@@ -50,6 +51,8 @@ _PG_init(void)
 	tde_install_hooks();
 	cluster_init();
 	customer_key_guard_install();
+	eb_define_settings();
+	eb_install_hooks();
 
 	MarkGUCPrefixReserved("bsoncrypt");
 }

@@ -845,25 +845,32 @@ eh_scan_sample_next_tuple(TableScanDesc scan, SampleScanState *scanstate,
 static object_access_hook_type prev_object_access_hook = NULL;
 
 /*
- * A relation of ours being dropped (DROP TABLE, DROP SCHEMA ... CASCADE,
+ * A relation of ours (an encrypted_heap table or an encrypted_btree index)
+ * being dropped (DROP TABLE, DROP INDEX, DROP SCHEMA ... CASCADE,
  * and the transient relation that holds the old file after VACUUM FULL,
  * CLUSTER, REFRESH MATERIALIZED VIEW or a rewriting ALTER TABLE): its
  * file's keys are deleted in the dropping transaction.
  */
+/* Is relam an access method whose files have relation keys? */
+bool
+tde_is_encrypted_am(Oid relam)
+{
+	return OidIsValid(relam) &&
+		(relam == get_am_oid("encrypted_heap", true) ||
+		 relam == get_am_oid("encrypted_btree", true));
+}
+
 static void
 drop_keys_of_relation(Oid relid)
 {
 	HeapTuple	tuple;
 	Form_pg_class form;
-	Oid			amoid = get_am_oid("encrypted_heap", true);
 
-	if (!OidIsValid(amoid))
-		return;
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tuple))
 		return;
 	form = (Form_pg_class) GETSTRUCT(tuple);
-	if (form->relam == amoid && OidIsValid(form->relfilenode))
+	if (tde_is_encrypted_am(form->relam) && OidIsValid(form->relfilenode))
 		tde_drop_file_keys(form->reltablespace, form->relfilenode,
 						   form->relpersistence);
 	ReleaseSysCache(tuple);

@@ -102,6 +102,15 @@ extern struct varlena *tde_encrypt_value(TdeKey *key, AttrNumber attnum,
 extern struct varlena *tde_decrypt_value(Relation rel, AttrNumber attnum,
 										 struct varlena *stored,
 										 ItemPointer tid);
+extern int32 tde_key_id(const TdeKey *key);
+extern bool tde_key_is_of_file(const TdeKey *key, const RelFileNode *rnode);
+extern uint64 tde_keys_epoch(void);
+extern void tde_seal(TdeKey *key, const uint8 *aad, int aadlen,
+					 const uint8 *plain, Size len, uint8 *nonce,
+					 uint8 *ciphertext, uint8 *tag);
+extern bool tde_open(TdeKey *key, const uint8 *aad, int aadlen,
+					 const uint8 *nonce, const uint8 *ciphertext, Size len,
+					 const uint8 *tag, uint8 *out);
 
 /* tde_key_uses.c */
 extern void tde_key_uses_init(void);
@@ -112,6 +121,7 @@ extern bool tde_key_use(int32 key_id);
 extern int	tde_compress_min;
 extern void tde_install_hooks(void);
 extern bool tde_is_encrypted_rel(Relation rel);
+extern bool tde_is_encrypted_am(Oid relam);
 extern HeapTuple tde_decrypt_tuple(Relation rel, HeapTuple tuple,
 								   MemoryContext dest);
 extern HeapTuple tde_encrypt_values(Relation rel, Datum *values, bool *isnull,

@@ -98,11 +98,12 @@ deleted_here(HeapTuple tuple)
  * Delete the keys of the file a relation had when this transaction dropped
  * it: the last version of its pg_class row, which the transaction deleted
  * (read with SnapshotAny; an aborted subtransaction's deletion does not
- * count).  Nothing for relations that are not encrypted_heap, or whose row
- * this transaction did not delete.
+ * count).  Nothing for relations that are not encrypted (encrypted_heap
+ * tables, encrypted_btree indexes), or whose row this transaction did not
+ * delete.
  */
 static void
-drop_keys_of_dropped_relation(Oid relid, Oid amoid)
+drop_keys_of_dropped_relation(Oid relid)
 {
 	Relation	rel = table_open(RelationRelationId, AccessShareLock);
 	ScanKeyData key;
@@ -125,7 +126,7 @@ drop_keys_of_dropped_relation(Oid relid, Oid amoid)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 
-	if (form != NULL && form->relam == amoid && OidIsValid(form->relfilenode))
+	if (form != NULL && tde_is_encrypted_am(form->relam) && OidIsValid(form->relfilenode))
 		(void) tde_drop_file_keys(form->reltablespace, form->relfilenode,
 								  form->relpersistence);
 }
@@ -138,7 +139,6 @@ drop_keys_of_dropped_relation(Oid relid, Oid amoid)
 Datum
 bsoncrypt_drop_keys_of_dropped_files(PG_FUNCTION_ARGS)
 {
-	Oid			amoid;
 	List	   *relids;
 	ListCell   *lc;
 
@@ -149,12 +149,9 @@ bsoncrypt_drop_keys_of_dropped_files(PG_FUNCTION_ARGS)
 						"bsoncrypt._drop_keys_of_dropped_files")));
 	if (tde_relids(true) == NULL)
 		PG_RETURN_NULL();
-	amoid = get_table_am_oid("encrypted_heap", true);
-	if (!OidIsValid(amoid))
-		PG_RETURN_NULL();
 	relids = dropped_relations();
 	foreach(lc, relids)
-		drop_keys_of_dropped_relation(lfirst_oid(lc), amoid);
+		drop_keys_of_dropped_relation(lfirst_oid(lc));
 	PG_RETURN_NULL();
 }
 

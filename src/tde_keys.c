@@ -117,6 +117,7 @@ static HTAB *keys_by_id = NULL;
 static HTAB *current_keys = NULL;
 static HTAB *numbered_keys = NULL;	/* file + key number -> key id */
 static uint64 keys_generation = 0;	/* flushes of the caches above */
+static uint64 keys_epoch = 0;	/* flushes of every unwrapped key */
 static bool callbacks_registered = false;
 
 /*
@@ -231,6 +232,7 @@ flush_all_keys(void)
 	HASH_SEQ_STATUS status;
 	TdeKey	   *key;
 
+	keys_epoch++;
 	if (keys_by_id != NULL)
 	{
 		hash_seq_init(&status, keys_by_id);
@@ -1167,6 +1169,80 @@ build_aad(uint8 format, int32 key_id, AttrNumber attnum, uint8 aad[7])
 	aad[6] = (uint8) ((uint16) attnum & 0xff);
 }
 
+int32
+tde_key_id(const TdeKey *key)
+{
+	return key->key_id;
+}
+
+/* Is key one of the keys of this relation file? */
+bool
+tde_key_is_of_file(const TdeKey *key, const RelFileNode *rnode)
+{
+	return key->relfilenode == rnode->relNode &&
+		key->reltablespace == normalize_tablespace(rnode->spcNode);
+}
+
+/*
+ * How many times every unwrapped key was forgotten (relation_keys changed):
+ * what callers caching results of decryption compare to drop theirs.
+ */
+uint64
+tde_keys_epoch(void)
+{
+	return keys_epoch;
+}
+
+/*
+ * AES-256-GCM of len bytes with key under a fresh random nonce: writes the
+ * nonce (TDE_NONCE_LEN), the ciphertext (len) and the tag (TDE_TAG_LEN).
+ */
+void
+tde_seal(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *plain,
+		 Size len, uint8 *nonce, uint8 *ciphertext, uint8 *tag)
+{
+	int			outl = 0,
+				finl = 0;
+
+	if (fle_random_bytes(nonce, TDE_NONCE_LEN) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate a random nonce")));
+	if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, nonce) != 1 ||
+		EVP_EncryptUpdate(key->enc, NULL, &outl, aad, aadlen) != 1 ||
+		EVP_EncryptUpdate(key->enc, ciphertext, &outl, plain, (int) len) != 1 ||
+		EVP_EncryptFinal_ex(key->enc, ciphertext + outl, &finl) != 1 ||
+		(Size) (outl + finl) != len ||
+		EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG, TDE_TAG_LEN, tag) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("AES-256-GCM encryption failed with relation key %d", key->key_id)));
+}
+
+/*
+ * The inverse of tde_seal: false (out zeroed) when the ciphertext, the
+ * nonce, the tag or the associated data are not what key sealed.
+ */
+bool
+tde_open(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *nonce,
+		 const uint8 *ciphertext, Size len, const uint8 *tag, uint8 *out)
+{
+	int			outl = 0,
+				finl = 0;
+
+	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, nonce) != 1 ||
+		EVP_DecryptUpdate(key->dec, NULL, &outl, aad, aadlen) != 1 ||
+		EVP_DecryptUpdate(key->dec, out, &outl, ciphertext, (int) len) != 1 ||
+		EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG, TDE_TAG_LEN,
+							(void *) tag) != 1 ||
+		EVP_DecryptFinal_ex(key->dec, out + outl, &finl) != 1)
+	{
+		explicit_bzero(out, len);
+		return false;
+	}
+	return true;
+}
+
 /*
  * Encrypt a plaintext varlena (inline: plain, short or compressed) for
  * column attnum.  An uncompressed value is stored without its varlena
@@ -1184,8 +1260,6 @@ tde_encrypt_value(TdeKey *key, AttrNumber attnum, const struct varlena *plain)
 	struct varlena *result;
 	uint8	   *p;
 	uint8		aad[7];
-	int			outl = 0,
-				finl = 0;
 
 	Assert(!VARATT_IS_EXTERNAL(plain));
 	if (total > MaxAllocSize)
@@ -1198,21 +1272,9 @@ tde_encrypt_value(TdeKey *key, AttrNumber attnum, const struct varlena *plain)
 	p[0] = format;
 	p[1] = (uint8) (key->key_number >> 8);
 	p[2] = (uint8) key->key_number;
-	if (fle_random_bytes(p + 3, TDE_NONCE_LEN) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("could not generate a random nonce")));
 	build_aad(format, key->key_id, attnum, aad);
-	if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, p + 3) != 1 ||
-		EVP_EncryptUpdate(key->enc, NULL, &outl, aad, sizeof(aad)) != 1 ||
-		EVP_EncryptUpdate(key->enc, p + TDE_HEADER_LEN, &outl, data, (int) len) != 1 ||
-		EVP_EncryptFinal_ex(key->enc, p + TDE_HEADER_LEN + outl, &finl) != 1 ||
-		(Size) (outl + finl) != len ||
-		EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG, TDE_TAG_LEN,
-							p + TDE_HEADER_LEN + len) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("AES-256-GCM encryption failed with relation key %d", key->key_id)));
+	tde_seal(key, aad, sizeof(aad), data, len, p + 3, p + TDE_HEADER_LEN,
+			 p + TDE_HEADER_LEN + len);
 	return result;
 }
 
@@ -1255,8 +1317,6 @@ tde_decrypt_value(Relation rel, AttrNumber attnum, struct varlena *stored,
 	struct varlena *result;
 	uint8	   *out;
 	bool		whole;
-	int			outl = 0,
-				finl = 0;
 
 	if (VARATT_IS_EXTERNAL(stored) || VARATT_IS_COMPRESSED(stored))
 		stored = detoast_attr(stored);
@@ -1284,17 +1344,10 @@ tde_decrypt_value(Relation rel, AttrNumber attnum, struct varlena *stored,
 		out = (uint8 *) VARDATA(result);
 	}
 	build_aad(p[0], key->key_id, attnum, aad);
-	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, p + 3) != 1 ||
-		EVP_DecryptUpdate(key->dec, NULL, &outl, aad, sizeof(aad)) != 1 ||
-		EVP_DecryptUpdate(key->dec, out, &outl, p + TDE_HEADER_LEN, (int) ctlen) != 1 ||
-		EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG, TDE_TAG_LEN,
-							(void *) (p + TDE_HEADER_LEN + ctlen)) != 1 ||
-		EVP_DecryptFinal_ex(key->dec, out + outl, &finl) != 1)
-	{
-		explicit_bzero(out, ctlen);
+	if (!tde_open(key, aad, sizeof(aad), p + 3, p + TDE_HEADER_LEN, ctlen,
+				  p + TDE_HEADER_LEN + ctlen, out))
 		report_corrupt(rel, attnum, tid,
 					   psprintf("authentication with relation key %d failed", key->key_id));
-	}
 	if (whole && (!VARATT_IS_COMPRESSED(result) || VARSIZE_ANY(result) != ctlen))
 	{
 		explicit_bzero(out, ctlen);

@@ -30,6 +30,12 @@ INSERT INTO app.early VALUES ('restored before relation_keys exists');
 CREATE TABLE plain (id int, t text);
 INSERT INTO plain SELECT g, 'plain ' || g FROM generate_series(1, 100) g;
 VACUUM FULL docs;
+-- encrypted_btree indexes: a constraint's (dumped WITH (encrypted='true'))
+-- and a plain CREATE INDEX's
+SET bsoncrypt.encrypt_indexes = on;
+CREATE TABLE secure (id int PRIMARY KEY, t text) USING encrypted_heap;
+CREATE INDEX secure_t ON secure (t);
+INSERT INTO secure SELECT g, 'secure ' || g FROM generate_series(1, 500) g;
 });
 my $check = q{SELECT count(*), sum(id),
   bool_and((doc->>'id')::int = id AND t = 'row ' || id
@@ -64,6 +70,13 @@ is($new->safe_psql('postgres', q{SET enable_seqscan = off; SELECT id FROM docs W
 	'1234', 'index scan on the upgraded table');
 is($new->safe_psql('postgres', q{SELECT bsoncrypt.is_encrypted('docs'), bsoncrypt.is_encrypted('plain'), count(*) FROM plain}),
 	't|f|100', 'access methods kept');
+is($new->safe_psql('postgres', q{
+SET enable_seqscan = off; SET enable_bitmapscan = off;
+SELECT string_agg(a.amname, ',' ORDER BY c.relname), (SELECT id FROM secure WHERE t = 'secure 321'),
+       (SELECT t FROM secure WHERE id = 123),
+       bsoncrypt.encrypted_index_check('secure_pkey') + bsoncrypt.encrypted_index_check('secure_t')
+  FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.relname IN ('secure_pkey', 'secure_t')}),
+	'encrypted_btree,encrypted_btree|321|secure 123|1000', 'encrypted indexes kept and readable');
 is($new->safe_psql('postgres', q{SELECT t FROM app.early}),
 	'restored before relation_keys exists', 'table of a schema restored before bsoncrypt\'s');
 

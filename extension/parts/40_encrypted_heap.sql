@@ -57,8 +57,9 @@ CREATE ACCESS METHOD encrypted_heap TYPE TABLE HANDLER encrypted_heap_handler;
 COMMENT ON ACCESS METHOD encrypted_heap IS
     'heap whose varlena values are stored AES-256-GCM encrypted (bsoncrypt at-rest encryption)';
 
--- true for an encrypted_heap table or materialized view; for a partitioned
--- table, true when it has partitions and every leaf partition is encrypted
+-- true for an encrypted_heap table or materialized view and an
+-- encrypted_btree index; for a partitioned table, true when it has
+-- partitions and every leaf partition is encrypted
 CREATE FUNCTION is_encrypted(rel regclass) RETURNS boolean
 LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN c.relkind = 'p' THEN
@@ -66,6 +67,8 @@ LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
                            FROM pg_partition_tree($1) t
                            JOIN pg_class l ON l.oid = t.relid
                           WHERE t.isleaf), false)
+           WHEN c.relkind = 'i' THEN
+               c.relam = (SELECT b.oid FROM pg_am b WHERE b.amname = 'encrypted_btree')
            ELSE c.relam = a.oid END
       FROM pg_class c, pg_am a
      WHERE c.oid = $1 AND a.amname = 'encrypted_heap'
@@ -84,11 +87,11 @@ SELECT c.oid::regclass AS relation,
        (SELECT count(*) FROM bsoncrypt.relation_keys a
          WHERE a.reltablespace = c.reltablespace AND a.relfilenode = c.relfilenode) AS keys
   FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_am am ON am.oid = c.relam AND am.amname = 'encrypted_heap'
+  JOIN pg_catalog.pg_am am ON am.oid = c.relam AND am.amname IN ('encrypted_heap', 'encrypted_btree')
   LEFT JOIN LATERAL (SELECT * FROM bsoncrypt.relation_keys r
                       WHERE r.reltablespace = c.reltablespace AND r.relfilenode = c.relfilenode
                       ORDER BY r.key_id DESC LIMIT 1) k ON true;
-COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations and their current relation keys';
+COMMENT ON VIEW encrypted_relations IS 'encrypted_heap relations, encrypted_btree indexes and their current relation keys';
 
 -- Keys of relation files that no longer exist.  Drops, TRUNCATE and
 -- rewrites delete their old files' keys themselves; this finds what other

@@ -1,0 +1,759 @@
+/*-------------------------------------------------------------------------
+ *
+ * sealed_key.c
+ *	  The bsoncrypt.sealed_key type: what encrypted_btree indexes store in
+ *	  place of each key value (see tde_index.h for the format), the
+ *	  comparison functions of their operator classes, and a per-backend
+ *	  cache of opened keys.
+ *
+ *	  btree compares keys through the opclass's support function 1 and its
+ *	  scan keys' operators.  Both sides of every such call are sealed keys
+ *	  here: a stored key (ciphertext, opened by decrypting it) or a probe
+ *	  (a plaintext value a scan compares with, see encrypted_btree.c).  The
+ *	  comparison then runs on the plaintexts with the btree comparison of
+ *	  their types (the default btree operator family of the left type, as
+ *	  the encrypted operator families mirror those).  Sealed keys name their
+ *	  relation key by its id, so no relation is needed to open one.
+ *
+ *	  Opening a stored key costs an AES-256-GCM decryption; a btree descent
+ *	  makes one per comparison.  Opened keys are therefore kept in a cache
+ *	  of bsoncrypt.index_key_cache kilobytes per backend, looked up by the
+ *	  stored bytes themselves (every byte compared, so a changed key never
+ *	  hits), filled when a key is sealed or opened, emptied (and zeroed)
+ *	  when relation keys change.
+ *
+ *	  Plaintext made while comparing lives in a scratch context that the
+ *	  next comparison resets: btree does not expect its comparisons to
+ *	  allocate, and a scan compares millions of times in one context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/heaptoast.h"
+#include "access/nbtree.h"
+#include "access/toast_compression.h"
+#include "access/toast_internals.h"
+#include "catalog/pg_am_d.h"
+#include "catalog/pg_type_d.h"
+#include "commands/defrem.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "tde.h"
+#include "tde_index.h"
+
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_in);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_out);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_cmp);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_lt);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_le);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_eq);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_ge);
+PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_gt);
+
+/* plaintexts at least this large are compressed before they are sealed */
+#define SEALED_COMPRESS_MIN		TOAST_INDEX_TARGET
+
+/*
+ * Where a probe keeps its type and its value image, from the start of its
+ * data: with the 4-byte header probes are made with, the image is 8-aligned.
+ */
+#define PROBE_TYPE				4
+#define PROBE_IMAGE				12
+#define PROBE_HEADER			(VARHDRSZ + PROBE_IMAGE)
+
+int			sealed_cache_kb = 4096;
+
+/* ------------------------------------------------------------------------
+ * Type facts and btree comparison functions, cached per backend
+ * ------------------------------------------------------------------------
+ */
+typedef struct TypeFacts
+{
+	Oid			typid;			/* hash key */
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Oid			family;			/* default btree operator family */
+} TypeFacts;
+
+typedef struct CmpEntry
+{
+	Oid			types[2];		/* hash key: left, right */
+	FmgrInfo	flinfo;			/* btree support function 1 */
+} CmpEntry;
+
+static HTAB *type_facts = NULL;
+static HTAB *cmp_procs = NULL;
+
+static HTAB *
+make_cache(const char *name, Size keysize, Size entrysize)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = TopMemoryContext;
+	return hash_create(name, 32, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* The default btree operator family of a type (InvalidOid if none). */
+Oid
+sealed_btree_family(Oid typid)
+{
+	Oid			opclass = GetDefaultOpClass(typid, BTREE_AM_OID);
+
+	return OidIsValid(opclass) ? get_opclass_family(opclass) : InvalidOid;
+}
+
+static const TypeFacts *
+type_facts_of(Oid typid)
+{
+	static const TypeFacts *last = NULL;
+	TypeFacts  *facts;
+	bool		found;
+
+	if (last != NULL && last->typid == typid)
+		return last;
+	if (type_facts == NULL)
+		type_facts = make_cache("bsoncrypt sealed key types", sizeof(Oid), sizeof(TypeFacts));
+	facts = hash_search(type_facts, &typid, HASH_ENTER, &found);
+	if (!found)
+	{
+		PG_TRY();
+		{
+			get_typlenbyvalalign(typid, &facts->typlen, &facts->typbyval, &facts->typalign);
+			facts->family = sealed_btree_family(typid);
+		}
+		PG_CATCH();
+		{
+			hash_search(type_facts, &typid, HASH_REMOVE, NULL);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		if (facts->typlen == -2)
+		{
+			hash_search(type_facts, &typid, HASH_REMOVE, NULL);
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("encrypted_btree cannot index values of type %s",
+							format_type_be(typid))));
+		}
+	}
+	last = facts;
+	return facts;
+}
+
+/* btree's comparison of a left and a right type, from the left type's family */
+static FmgrInfo *
+cmp_proc_of(Oid left, Oid right)
+{
+	static CmpEntry *last = NULL;
+	Oid			key[2] = {left, right};
+	CmpEntry   *entry;
+	bool		found;
+
+	if (last != NULL && last->types[0] == left && last->types[1] == right)
+		return &last->flinfo;
+	if (cmp_procs == NULL)
+		cmp_procs = make_cache("bsoncrypt sealed key comparisons", sizeof(key), sizeof(CmpEntry));
+	entry = hash_search(cmp_procs, key, HASH_FIND, NULL);
+	if (entry == NULL)
+	{
+		Oid			family = type_facts_of(left)->family;
+		Oid			proc = OidIsValid(family) ?
+			get_opfamily_proc(family, left, right, BTORDER_PROC) : InvalidOid;
+
+		if (!OidIsValid(proc))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("no btree comparison between types %s and %s",
+							format_type_be(left), format_type_be(right))));
+		entry = hash_search(cmp_procs, key, HASH_ENTER, &found);
+		fmgr_info_cxt(proc, &entry->flinfo, TopMemoryContext);
+	}
+	last = entry;
+	return &entry->flinfo;
+}
+
+/* ------------------------------------------------------------------------
+ * The cache of opened keys
+ * ------------------------------------------------------------------------
+ */
+#define SLOT_SIZE		256
+#define SLOT_DATA		(SLOT_SIZE - 2 * sizeof(uint16))
+
+typedef struct OpenedSlot
+{
+	uint16		stored_len;		/* 0: empty */
+	uint16		image_len;
+	uint8		data[SLOT_DATA];	/* stored bytes, then the image (aligned) */
+} OpenedSlot;
+
+static OpenedSlot *slots = NULL;
+static uint32 nslots = 0;		/* a power of two, or 0 */
+static uint64 slots_epoch = 0;	/* tde_keys_epoch() they were filled under */
+
+#define IMAGE_OFFSET(stored_len)	MAXALIGN(stored_len)
+
+/* The slots, sized by the setting and emptied when relation keys changed. */
+static bool
+cache_ready(void)
+{
+	uint32		want = 0;
+
+	if (sealed_cache_kb > 0)
+	{
+		want = 1;
+		while ((uint64) want * 2 * SLOT_SIZE <= (uint64) sealed_cache_kb * 1024)
+			want *= 2;
+	}
+	if (want != nslots)
+	{
+		if (slots != NULL)
+		{
+			explicit_bzero(slots, (Size) nslots * SLOT_SIZE);
+			pfree(slots);
+			slots = NULL;
+		}
+		nslots = 0;
+		if (want > 0)
+		{
+			slots = MemoryContextAllocExtended(TopMemoryContext, (Size) want * SLOT_SIZE,
+											   MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+			if (slots != NULL)
+				nslots = want;
+		}
+		slots_epoch = tde_keys_epoch();
+	}
+	if (nslots == 0)
+		return false;
+	if (slots_epoch != tde_keys_epoch())
+	{
+		explicit_bzero(slots, (Size) nslots * SLOT_SIZE);
+		slots_epoch = tde_keys_epoch();
+	}
+	return true;
+}
+
+/* The slot of a stored key: the nonce is random, its first bytes a hash. */
+static OpenedSlot *
+slot_of(const uint8 *stored)
+{
+	uint32		h;
+
+	memcpy(&h, stored + SEALED_AAD_LEN, sizeof(h));
+	return (OpenedSlot *) ((char *) slots + (Size) (h & (nslots - 1)) * SLOT_SIZE);
+}
+
+/* The cached image of a stored key, copied into CurrentMemoryContext, or NULL. */
+static void *
+cache_lookup(const uint8 *stored, Size len)
+{
+	OpenedSlot *slot;
+	void	   *image;
+
+	if (len > SLOT_DATA || !cache_ready())
+		return NULL;
+	slot = slot_of(stored);
+	if (slot->stored_len != len || memcmp(slot->data, stored, len) != 0)
+		return NULL;
+	image = palloc(Max(slot->image_len, sizeof(Datum)));
+	memcpy(image, slot->data + IMAGE_OFFSET(len), slot->image_len);
+	return image;
+}
+
+static void
+cache_store(const uint8 *stored, Size len, const void *image, Size image_len)
+{
+	OpenedSlot *slot;
+
+	if (IMAGE_OFFSET(len) + image_len > SLOT_DATA || !cache_ready())
+		return;
+	slot = slot_of(stored);
+	explicit_bzero(slot, SLOT_SIZE);
+	memcpy(slot->data, stored, len);
+	memcpy(slot->data + IMAGE_OFFSET(len), image, image_len);
+	slot->stored_len = (uint16) len;
+	slot->image_len = (uint16) image_len;
+}
+
+void
+sealed_define_settings(void)
+{
+	DefineCustomIntVariable("bsoncrypt.index_key_cache",
+							"Memory each backend keeps opened encrypted_btree index keys in.",
+							"Index lookups compare with keys the cache holds without decrypting them; 0 turns the cache off.",
+							&sealed_cache_kb,
+							4096, 0, 1024 * 1024,
+							PGC_USERSET,
+							GUC_UNIT_KB,
+							NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Sealing and opening
+ * ------------------------------------------------------------------------
+ */
+static void
+report_corrupt_key(const char *why)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("could not decrypt an encrypted_btree index key: %s", why),
+			 errhint("REINDEX the index to rebuild it from its table.")));
+}
+
+static void
+put_u32(uint8 *p, uint32 v)
+{
+	p[0] = (uint8) (v >> 24);
+	p[1] = (uint8) (v >> 16);
+	p[2] = (uint8) (v >> 8);
+	p[3] = (uint8) v;
+}
+
+static uint32
+get_u32(const uint8 *p)
+{
+	return ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
+}
+
+/*
+ * The bytes a value is sealed as (*data, *len) and its flags: a fixed-length
+ * value's bytes, a varlena's data (or, compressed, the whole varlena).
+ * Large varlenas are compressed first (ciphertext does not compress).
+ */
+static uint8
+plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *len)
+{
+	if (facts->typlen == -1)
+	{
+		struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+		if (VARATT_IS_EXTERNAL(v))
+			v = detoast_external_attr(v);
+		if (!VARATT_IS_COMPRESSED(v) && VARSIZE_ANY(v) >= SEALED_COMPRESS_MIN)
+		{
+			Datum		c = toast_compress_datum(PointerGetDatum(v),
+												 default_toast_compression);
+
+			if (DatumGetPointer(c) != NULL)
+				v = (struct varlena *) DatumGetPointer(c);
+		}
+		if (VARATT_IS_COMPRESSED(v))
+		{
+			*data = (const uint8 *) v;
+			*len = VARSIZE(v);
+			return SEALED_FLAG_COMPRESSED;
+		}
+		*data = (const uint8 *) VARDATA_ANY(v);
+		*len = VARSIZE_ANY_EXHDR(v);
+		return 0;
+	}
+	if (facts->typbyval)
+	{
+		uint8	   *buf = palloc(sizeof(Datum));
+
+		store_att_byval(buf, value, facts->typlen);
+		*data = buf;
+	}
+	else
+		*data = (const uint8 *) DatumGetPointer(value);
+	*len = facts->typlen;
+	return 0;
+}
+
+/*
+ * The image an opened value is kept as (in the cache, and what its Datum
+ * points at): a varlena with a 4-byte header, or the fixed-length bytes.
+ */
+static Datum
+image_datum(const TypeFacts *facts, void *image)
+{
+	if (facts->typbyval)
+		return fetch_att(image, true, facts->typlen);
+	return PointerGetDatum(image);
+}
+
+/*
+ * Seal one key value of typid for the entry pointing at tid, with the
+ * current key of the index's file (its use counted).  Returns a palloc'd
+ * varlena in CurrentMemoryContext; its opened image goes to the cache.
+ */
+struct varlena *
+sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
+{
+	const TypeFacts *facts = type_facts_of(typid);
+	const uint8 *data;
+	Size		len;
+	uint8		flags = plaintext_bytes(facts, value, &data, &len);
+	Size		total = VARHDRSZ + SEALED_OVERHEAD + len;
+	TdeKey	   *key;
+	struct varlena *result;
+	uint8	   *p;
+
+	if (total > BLCKSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("index key of %zu bytes is too large for index \"%s\"",
+						len, RelationGetRelationName(index))));
+	key = tde_key_for_write(index);
+	result = palloc(total);
+	SET_VARSIZE(result, total);
+	p = (uint8 *) VARDATA(result);
+	p[0] = SEALED_FORMAT_STORED;
+	p[1] = flags;
+	put_u32(p + 2, (uint32) tde_key_id(key));
+	put_u32(p + 6, typid);
+	put_u32(p + 10, ItemPointerGetBlockNumberNoCheck(tid));
+	p[14] = (uint8) (ItemPointerGetOffsetNumberNoCheck(tid) >> 8);
+	p[15] = (uint8) ItemPointerGetOffsetNumberNoCheck(tid);
+	tde_seal(key, p, SEALED_AAD_LEN, data, len, p + SEALED_AAD_LEN,
+			 p + SEALED_HEADER_LEN, p + SEALED_HEADER_LEN + len);
+
+	if (flags == 0)
+	{
+		/* the image: a 4-byte-header varlena, or the fixed bytes */
+		if (facts->typlen == -1)
+		{
+			struct varlena *image = palloc(VARHDRSZ + len);
+
+			SET_VARSIZE(image, VARHDRSZ + len);
+			memcpy(VARDATA(image), data, len);
+			cache_store(p, total - VARHDRSZ, image, VARHDRSZ + len);
+			pfree(image);
+		}
+		else
+			cache_store(p, total - VARHDRSZ, data, len);
+	}
+	return result;
+}
+
+/* Decrypt a stored key (payload p of len bytes) into out. */
+static void
+open_stored(const uint8 *p, Size len, SealedValue *out)
+{
+	uint8		flags = p[1];
+	int32		key_id = (int32) get_u32(p + 2);
+	Oid			typid = get_u32(p + 6);
+	Size		ctlen = len - SEALED_OVERHEAD;
+	const TypeFacts *facts;
+	void	   *image;
+	TdeKey	   *key;
+
+	out->stored = true;
+	out->key_id = key_id;
+	out->typid = typid;
+	ItemPointerSet(&out->tid, get_u32(p + 10), (OffsetNumber) ((p[14] << 8) | p[15]));
+	facts = type_facts_of(typid);
+
+	image = cache_lookup(p, len);
+	if (image != NULL)
+	{
+		out->value = image_datum(facts, image);
+		return;
+	}
+
+	key = tde_key_by_id(key_id);
+	if (key == NULL)
+		report_corrupt_key(psprintf("relation key %d does not exist", key_id));
+	if ((flags & ~SEALED_FLAG_COMPRESSED) != 0 ||
+		((flags & SEALED_FLAG_COMPRESSED) == 0 && facts->typlen > 0 &&
+		 ctlen != (Size) facts->typlen))
+		report_corrupt_key("the stored key has an invalid header");
+
+	if (flags & SEALED_FLAG_COMPRESSED)
+	{
+		struct varlena *whole = palloc(Max(ctlen, VARHDRSZ));
+
+		if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
+					  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
+					  (uint8 *) whole))
+			report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
+		if (facts->typlen != -1 || !VARATT_IS_COMPRESSED(whole) || VARSIZE_ANY(whole) != ctlen)
+			report_corrupt_key("the decrypted key has an invalid length");
+		out->value = PointerGetDatum(detoast_attr(whole));
+		return;
+	}
+	if (facts->typlen == -1)
+	{
+		struct varlena *v = palloc(VARHDRSZ + ctlen);
+
+		SET_VARSIZE(v, VARHDRSZ + ctlen);
+		if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
+					  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
+					  (uint8 *) VARDATA(v)))
+			report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
+		cache_store(p, len, v, VARHDRSZ + ctlen);
+		out->value = PointerGetDatum(v);
+		return;
+	}
+	image = palloc(Max(ctlen, sizeof(Datum)));
+	if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
+				  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
+				  image))
+		report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
+	cache_store(p, len, image, ctlen);
+	out->value = image_datum(facts, image);
+}
+
+/*
+ * Open a sealed key: decrypt a stored one (plaintext palloc'd in
+ * CurrentMemoryContext), or point into a probe.
+ */
+void
+sealed_key_open(Datum datum, SealedValue *out)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(datum);
+	const uint8 *p;
+	Size		len;
+
+	if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
+		v = detoast_attr(v);	/* compressed by index_form_tuple (large keys) */
+	p = (const uint8 *) VARDATA_ANY(v);
+	len = VARSIZE_ANY_EXHDR(v);
+	if (len >= SEALED_OVERHEAD && p[0] == SEALED_FORMAT_STORED)
+	{
+		open_stored(p, len, out);
+		return;
+	}
+	if (len >= PROBE_IMAGE && p[0] == SEALED_FORMAT_PROBE)
+	{
+		const TypeFacts *facts;
+		const char *image = (const char *) p + PROBE_IMAGE;
+		Size		image_len = len - PROBE_IMAGE;
+
+		memcpy(&out->typid, p + PROBE_TYPE, sizeof(Oid));
+		facts = type_facts_of(out->typid);
+		out->stored = false;
+		out->key_id = 0;
+		ItemPointerSetInvalid(&out->tid);
+		/* a probe packed into an index tuple or an array may be unaligned */
+		if ((uintptr_t) image != MAXALIGN((uintptr_t) image))
+		{
+			char	   *copy = palloc(Max(image_len, sizeof(Datum)));
+
+			memcpy(copy, image, image_len);
+			image = copy;
+		}
+		if ((facts->typlen > 0 && image_len != (Size) facts->typlen) ||
+			(facts->typlen == -1 && (image_len < VARHDRSZ || VARATT_IS_EXTENDED(image) ||
+									 VARSIZE(image) != image_len)))
+			report_corrupt_key("the probe has an invalid length");
+		out->value = image_datum(facts, (void *) image);
+		return;
+	}
+	report_corrupt_key("the value is not a sealed key");
+}
+
+/*
+ * A probe of a plaintext value of typid, in CurrentMemoryContext: what
+ * scans compare stored keys with.
+ */
+Datum
+sealed_key_probe(Oid typid, Datum value)
+{
+	const TypeFacts *facts = type_facts_of(typid);
+	Size		len;
+	char	   *probe;
+
+	if (facts->typlen == -1)
+	{
+		struct varlena *v = PG_DETOAST_DATUM(value);
+
+		len = VARSIZE(v);
+		probe = palloc0(PROBE_HEADER + len);
+		memcpy(probe + PROBE_HEADER, v, len);
+	}
+	else
+	{
+		len = facts->typlen;
+		probe = palloc0(PROBE_HEADER + len);
+		if (facts->typbyval)
+			store_att_byval(probe + PROBE_HEADER, value, facts->typlen);
+		else
+			memcpy(probe + PROBE_HEADER, DatumGetPointer(value), len);
+	}
+	SET_VARSIZE(probe, PROBE_HEADER + len);
+	probe[VARHDRSZ] = (char) SEALED_FORMAT_PROBE;
+	memcpy(probe + VARHDRSZ + PROBE_TYPE, &typid, sizeof(Oid));
+	return PointerGetDatum(probe);
+}
+
+/* An array of elemtype values as an array of probes (nulls kept). */
+Datum
+sealed_key_probe_array(Oid elemtype, Datum array, Oid sealed_type)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(array);
+	const TypeFacts *facts = type_facts_of(elemtype);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	deconstruct_array(arr, elemtype, facts->typlen, facts->typbyval, facts->typalign,
+					  &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+			elems[i] = sealed_key_probe(elemtype, elems[i]);
+	dims[0] = n;
+	return PointerGetDatum(construct_md_array(elems, nulls, n > 0 ? 1 : 0, dims, lbs,
+											  sealed_type, -1, false, TYPALIGN_INT));
+}
+
+/* btree's comparison of two opened keys */
+int
+sealed_key_compare(const SealedValue *a, const SealedValue *b, Oid collation)
+{
+	return DatumGetInt32(FunctionCall2Coll(cmp_proc_of(a->typid, b->typid),
+										   collation, a->value, b->value));
+}
+
+/* ------------------------------------------------------------------------
+ * SQL-callable: type I/O, support function 1, operators
+ * ------------------------------------------------------------------------
+ */
+static MemoryContext scratch = NULL;
+
+/*
+ * Enter the scratch context, emptied first: nothing made by an earlier
+ * comparison is still referenced (comparisons do not nest: the btree
+ * comparisons they call never compare sealed keys).
+ */
+static MemoryContext
+enter_scratch(void)
+{
+	if (scratch == NULL)
+		scratch = AllocSetContextCreate(TopMemoryContext, "bsoncrypt sealed keys",
+										ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(scratch);
+	return MemoryContextSwitchTo(scratch);
+}
+
+/* compare the two sealed-key arguments of fcinfo */
+static int
+compare_args(FunctionCallInfo fcinfo)
+{
+	MemoryContext old = enter_scratch();
+	SealedValue a,
+				b;
+	int			result;
+
+	sealed_key_open(PG_GETARG_DATUM(0), &a);
+	sealed_key_open(PG_GETARG_DATUM(1), &b);
+	result = sealed_key_compare(&a, &b, PG_GET_COLLATION());
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
+Datum
+bsoncrypt_sealed_key_cmp(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT32(compare_args(fcinfo));
+}
+
+Datum
+bsoncrypt_sealed_key_lt(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(compare_args(fcinfo) < 0);
+}
+
+Datum
+bsoncrypt_sealed_key_le(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(compare_args(fcinfo) <= 0);
+}
+
+Datum
+bsoncrypt_sealed_key_eq(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(compare_args(fcinfo) == 0);
+}
+
+Datum
+bsoncrypt_sealed_key_ge(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(compare_args(fcinfo) >= 0);
+}
+
+Datum
+bsoncrypt_sealed_key_gt(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(compare_args(fcinfo) > 0);
+}
+
+/*
+ * A scan key's operator, applied to a stored key (or probe) and a probe:
+ * both opened, then the operator the planner chose runs on the plaintexts.
+ * fn_extra holds that operator.
+ */
+static Datum
+wrapped_operator(PG_FUNCTION_ARGS)
+{
+	FmgrInfo   *orig = (FmgrInfo *) fcinfo->flinfo->fn_extra;
+	MemoryContext old = enter_scratch();
+	SealedValue a,
+				b;
+	Datum		result;
+
+	sealed_key_open(PG_GETARG_DATUM(0), &a);
+	sealed_key_open(PG_GETARG_DATUM(1), &b);
+	result = FunctionCall2Coll(orig, PG_GET_COLLATION(), a.value, b.value);
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
+/*
+ * Make a scan key's operator (flinfo) take sealed keys: the original is
+ * kept (in cxt) and called on the opened values.
+ */
+void
+sealed_key_wrap_operator(FmgrInfo *flinfo, MemoryContext cxt)
+{
+	FmgrInfo   *orig = MemoryContextAlloc(cxt, sizeof(FmgrInfo));
+
+	fmgr_info_copy(orig, flinfo, cxt);
+	flinfo->fn_addr = wrapped_operator;
+	flinfo->fn_oid = InvalidOid;	/* never looked up again by oid */
+	flinfo->fn_extra = orig;
+	flinfo->fn_strict = true;
+	flinfo->fn_mcxt = cxt;
+}
+
+Datum
+bsoncrypt_sealed_key_in(PG_FUNCTION_ARGS)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("values of type %s are made by encrypted_btree indexes only",
+					"bsoncrypt.sealed_key")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * The plaintext in its type's text form: what a unique violation's detail
+ * shows (btree describes the entry it was inserting).
+ */
+Datum
+bsoncrypt_sealed_key_out(PG_FUNCTION_ARGS)
+{
+	SealedValue v;
+	Oid			typoutput;
+	bool		typisvarlena;
+
+	sealed_key_open(PG_GETARG_DATUM(0), &v);
+	getTypeOutputInfo(v.typid, &typoutput, &typisvarlena);
+	PG_RETURN_CSTRING(OidOutputFunctionCall(typoutput, v.value));
+}

@@ -1,0 +1,96 @@
+/*-------------------------------------------------------------------------
+ *
+ * tde_index.h
+ *	  At-rest encryption of index keys: the encrypted_btree index access
+ *	  method.  Shared declarations of
+ *
+ *	  sealed_key.c            the bsoncrypt.sealed_key type: index keys as
+ *	                          AES-256-GCM ciphertext (stored) or as plain
+ *	                          probes (scan keys, never stored), the
+ *	                          comparison functions that open both, and the
+ *	                          per-backend cache of opened keys
+ *	  encrypted_btree.c       the index AM: btree's routine table with the
+ *	                          callbacks that see key values wrapped
+ *	  encrypted_btree_build.c ambuild: sort the plaintext, insert sealed
+ *	  encrypted_btree_ddl.c   the DDL around it: bsoncrypt.encrypt_indexes,
+ *	                          the WITH (encrypted = true) marker, keys of
+ *	                          moved and rebuilt index files, ON CONFLICT
+ *
+ *	  Stored key format (the payload of a bsoncrypt.sealed_key varlena; the
+ *	  index's key columns are of that type, the opclasses' storage type):
+ *
+ *	  byte 0       0xE5
+ *	  byte 1       flags: 0x01 the plaintext is a whole compressed varlena
+ *	  bytes 2..5   relation key id (big endian; keys are per index file)
+ *	  bytes 6..9   type of the plaintext (pg_type oid, big endian)
+ *	  bytes 10..15 heap TID the entry points at (block, offset; big endian)
+ *	  bytes 16..27 random 96-bit GCM nonce
+ *	  ...          AES-256-GCM ciphertext of the value's bytes (its data
+ *	               without varlena header, or the fixed-length value)
+ *	  last 16      GCM tag
+ *
+ *	  The associated data is bytes 0..15: a key names its type and the heap
+ *	  row it belongs to, and decrypts under no other key.
+ *
+ *	  A probe (format 0xE6) holds a plaintext value and its type; scans
+ *	  turn their arguments into probes so that the comparison functions can
+ *	  tell them from stored keys.  Probes live in backend memory only.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BSONCRYPT_TDE_INDEX_H
+#define BSONCRYPT_TDE_INDEX_H
+
+#include "postgres.h"
+
+#include "access/amapi.h"
+#include "nodes/execnodes.h"
+#include "storage/itemptr.h"
+#include "utils/relcache.h"
+
+#define SEALED_FORMAT_STORED	0xE5
+#define SEALED_FORMAT_PROBE		0xE6
+#define SEALED_FLAG_COMPRESSED	0x01
+#define SEALED_AAD_LEN			16
+#define SEALED_HEADER_LEN		(SEALED_AAD_LEN + 12)
+#define SEALED_OVERHEAD			(SEALED_HEADER_LEN + 16)
+
+/* what opening a sealed key (stored or probe) gives */
+typedef struct SealedValue
+{
+	Oid			typid;			/* type of value */
+	Datum		value;			/* the plaintext datum */
+	bool		stored;			/* a stored key (else a probe) */
+	int32		key_id;			/* stored: the relation key */
+	ItemPointerData tid;		/* stored: the heap TID it names */
+} SealedValue;
+
+/* sealed_key.c */
+extern int	sealed_cache_kb;
+extern void sealed_define_settings(void);
+extern struct varlena *sealed_key_seal(Relation index, Oid typid, Datum value,
+									   ItemPointer tid);
+extern Datum sealed_key_probe(Oid typid, Datum value);
+extern Datum sealed_key_probe_array(Oid elemtype, Datum array, Oid sealed_type);
+extern void sealed_key_open(Datum datum, SealedValue *out);
+extern int	sealed_key_compare(const SealedValue *a, const SealedValue *b,
+							   Oid collation);
+extern void sealed_key_wrap_operator(FmgrInfo *flinfo, MemoryContext cxt);
+extern Oid	sealed_btree_family(Oid typid);
+
+/* encrypted_btree.c */
+extern bool eb_is_encrypted_index(Relation rel);
+extern Oid	eb_am_oid(bool missing_ok);
+
+/* encrypted_btree_build.c */
+extern IndexBuildResult *eb_build(Relation heap, Relation index,
+								  IndexInfo *indexInfo);
+
+/* encrypted_btree_ddl.c */
+extern bool eb_reloptions_marked(Relation index);
+extern bytea *eb_options(Datum reloptions, bool validate);
+extern void eb_define_settings(void);
+extern void eb_install_hooks(void);
+extern void eb_drop_keys_of_replaced_files(void);
+
+#endif							/* BSONCRYPT_TDE_INDEX_H */
