@@ -12,6 +12,7 @@
 #include "utils/guc.h"
 
 #include "kms.h"
+#include "key_audit.h"
 #include "key_cache.h"
 #include "tde.h"
 #include "rotation.h"
@@ -43,6 +44,7 @@ _PG_init(void)
 
 	kms_define_settings();
 	key_cache_define_settings();
+	key_audit_define_settings();
 	rotation_init();
 	tde_define_settings();
 	tde_install_hooks();

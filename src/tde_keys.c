@@ -76,6 +76,7 @@
 #include "utils/timestamp.h"
 
 #include "kms.h"
+#include "key_audit.h"
 #include "tde.h"
 #include "trusted_sql.h"
 
@@ -947,6 +948,39 @@ tde_drop_file_keys(Oid reltablespace, Oid relfilenode, char persistence)
 }
 
 /*
+ * Unwrap a relation key, its outcome recorded in the audit trail (the
+ * relation named by its file: looking its name up here could read the
+ * catalog in the middle of a scan of the table).
+ */
+static void
+unwrap_audited(int32 key_id, Oid spc, Oid relnode, const char *provider,
+			   const char *version, bytea *material, uint8 *raw)
+{
+	KeyAuditEvent ev = {0};
+
+	ev.provider = provider;
+	ev.master_key_version = version;
+	ev.relation = psprintf("file %u/%u", spc, relnode);
+	ev.detail = psprintf("{\"relation_key\":%d}", key_id);
+	PG_TRY();
+	{
+		kms_unwrap_secret(kms_get_provider(provider), version, NULL,
+						  (const uint8_t *) VARDATA_ANY(material),
+						  VARSIZE_ANY_EXHDR(material),
+						  raw, TDE_KEY_LEN, psprintf("relation key %d", key_id));
+	}
+	PG_CATCH();
+	{
+		ev.kind = KEY_AUDIT_UNWRAP_FAILED;
+		key_audit_error(&ev);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	ev.kind = KEY_AUDIT_TABLE_KEY_UNWRAPPED;
+	key_audit_count_unwrap(&ev);
+}
+
+/*
  * Read relation key key_id and unwrap it into raw (the caller zeroes it),
  * with the file it belongs to; false if relation_keys has no such row.
  * May accept invalidations.
@@ -982,10 +1016,7 @@ read_key(int32 key_id, uint8 *raw, Oid *spc, Oid *relnode)
 	table_close(rel, AccessShareLock);
 	if (material == NULL)
 		return false;
-	kms_unwrap_secret(kms_get_provider(provider), version, NULL,
-					  (const uint8_t *) VARDATA_ANY(material),
-					  VARSIZE_ANY_EXHDR(material),
-					  raw, TDE_KEY_LEN, psprintf("relation key %d", key_id));
+	unwrap_audited(key_id, *spc, *relnode, provider, version, material, raw);
 	return true;
 }
 

@@ -51,6 +51,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON bsoncrypt.key_vault TO %s', role);
     EXECUTE format('GRANT SELECT ON bsoncrypt.key_alt_names TO %s', role);
+    EXECUTE format('GRANT SELECT ON bsoncrypt.key_audit TO %s', role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         bsoncrypt.create_data_key(text, text[], bytea, bsoncrypt.bson),
         bsoncrypt.get_key(uuid),
@@ -64,7 +65,8 @@ BEGIN
         bsoncrypt._new_key_material(text, bytea, bsoncrypt.bson),
         bsoncrypt._find_master_key_version(bsoncrypt.bson, bytea),
         bsoncrypt._key_document(bsoncrypt.key_vault),
-        bsoncrypt._parse_key_document(bsoncrypt.bson) TO %s', role);
+        bsoncrypt._parse_key_document(bsoncrypt.bson),
+        bsoncrypt.key_audit_queue_status() TO %s', role);
 END $$;
 COMMENT ON FUNCTION grant_key_admin(regrole) IS
     'let a role manage data keys (MongoDB''s ClientEncryption key API); it cannot encrypt, decrypt or change master keys';
