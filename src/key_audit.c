@@ -38,10 +38,14 @@
 #include <netdb.h>
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/parallel.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/trigger.h"
 #include "common/ip.h"
 #include "executor/spi.h"
@@ -56,7 +60,9 @@
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inet.h"
 #include "utils/json.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -86,6 +92,8 @@ static const char *const kind_names[KEY_AUDIT_NKINDS] = {
 	[KEY_AUDIT_DATA_KEY_REWRAPPED] = "data_key_rewrapped",
 	[KEY_AUDIT_DATA_KEY_STATUS_CHANGED] = "data_key_status_changed",
 	[KEY_AUDIT_KEY_VAULT_TRUNCATED] = "key_vault_truncated",
+	[KEY_AUDIT_TABLE_KEY_CREATED] = "table_key_created",
+	[KEY_AUDIT_TABLE_KEY_DELETED] = "table_key_deleted",
 	[KEY_AUDIT_TABLE_KEY_REWRAPPED] = "table_key_rewrapped",
 	[KEY_AUDIT_ROTATION_STARTED] = "rotation_started",
 	[KEY_AUDIT_ROTATION_FINISHED] = "rotation_finished",
@@ -306,104 +314,110 @@ fill_record(KeyAuditRecord *rec, const KeyAuditEvent *ev)
  * ----------------------------------------------------------------
  */
 
-static Oid
-relation_owner(Oid relid)
+/* column numbers of bsoncrypt.key_audit (extension/parts/50_key_audit.sql) */
+enum
 {
-	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
+	Anum_ka_event_time = 1,
+	Anum_ka_last_time,
+	Anum_ka_event,
+	Anum_ka_count,
+	Anum_ka_result,
+	Anum_ka_sqlstate,
+	Anum_ka_message,
+	Anum_ka_key_id,
+	Anum_ka_key_alt_name,
+	Anum_ka_provider,
+	Anum_ka_master_key_version,
+	Anum_ka_relation,
+	Anum_ka_detail,
+	Anum_ka_session_role,
+	Anum_ka_effective_role,
+	Anum_ka_backend_pid,
+	Anum_ka_session_id,
+	Anum_ka_client_addr,
+	Anum_ka_application_name,
+	Anum_ka_database,
+	Natts_ka = Anum_ka_database
+};
 
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-	ReleaseSysCache(tuple);
-	return owner;
+static void
+set_text(Datum *values, bool *nulls, int attnum, const char *value)
+{
+	if (value == NULL || value[0] == '\0')
+		nulls[attnum - 1] = true;
+	else
+		values[attnum - 1] = CStringGetTextDatum(value);
 }
 
-#define KEY_AUDIT_INSERT_NARGS 18
-
 /*
- * Insert rec into bsoncrypt.key_audit, as the table's owner, in the
- * current transaction.  Nothing happens when the table is missing (an
- * extension being dropped or not yet updated).
+ * Insert rec into bsoncrypt.key_audit in the current transaction.  A
+ * direct heap insert (as relation_keys rows are written), not SQL: it runs
+ * in the middle of other statements (triggers, table rewrites, a new table
+ * key during an INSERT), needs no privilege of the role acting, and fires
+ * nothing.  Nothing happens when the table is missing (an extension being
+ * dropped, or not yet updated).
  */
 void
 key_audit_insert_record(const KeyAuditRecord *rec)
 {
 	Oid			relid = bsoncrypt_relation_oid("key_audit", true);
-	Oid			argtypes[KEY_AUDIT_INSERT_NARGS] = {
-		TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID, TEXTOID, TEXTOID,
-		UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID
-	};
-	Datum		values[KEY_AUDIT_INSERT_NARGS];
-	char		nulls[KEY_AUDIT_INSERT_NARGS];
-	const char *texts[] = {rec->key_alt_name, rec->provider, rec->master_key_version,
-	rec->relation, rec->detail};
-	Oid			save_userid;
-	int			save_sec_context;
-	int			rc;
+	Relation	rel;
+	Datum		values[Natts_ka];
+	bool		nulls[Natts_ka];
+	HeapTuple	tuple;
+	NameData	dbname;
+	char	   *db;
 
 	if (!OidIsValid(relid))
 		return;
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = TimestampTzGetDatum(rec->event_time);
-	values[1] = TimestampTzGetDatum(rec->last_time);
-	nulls[1] = rec->last_time == 0 ? 'n' : ' ';
-	values[2] = CStringGetTextDatum(key_audit_kind_name(rec->kind));
-	values[3] = Int64GetDatum(rec->count);
-	if (rec->sqlerrcode != 0)
+	rel = table_open(relid, RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != Natts_ka ||
+		rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+		elog(ERROR, "bsoncrypt.key_audit does not have the expected layout");
+	memset(nulls, false, sizeof(nulls));
+	values[Anum_ka_event_time - 1] = TimestampTzGetDatum(rec->event_time);
+	values[Anum_ka_last_time - 1] = TimestampTzGetDatum(rec->last_time);
+	nulls[Anum_ka_last_time - 1] = rec->last_time == 0;
+	set_text(values, nulls, Anum_ka_event, key_audit_kind_name(rec->kind));
+	values[Anum_ka_count - 1] = Int64GetDatum(rec->count);
+	set_text(values, nulls, Anum_ka_result, rec->sqlerrcode ? "error" : "ok");
+	set_text(values, nulls, Anum_ka_sqlstate,
+			 rec->sqlerrcode ? unpack_sql_state(rec->sqlerrcode) : NULL);
+	set_text(values, nulls, Anum_ka_message, rec->message);
+	if (rec->has_key_id)
 	{
-		values[4] = CStringGetTextDatum(unpack_sql_state(rec->sqlerrcode));
-		values[5] = CStringGetTextDatum(rec->message);
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+
+		*id = rec->key_id;
+		values[Anum_ka_key_id - 1] = UUIDPGetDatum(id);
 	}
 	else
-		nulls[4] = nulls[5] = 'n';
-	values[6] = UUIDPGetDatum(&rec->key_id);
-	nulls[6] = rec->has_key_id ? ' ' : 'n';
-	for (int i = 0; i < lengthof(texts); i++)
-	{
-		values[7 + i] = CStringGetTextDatum(texts[i]);
-		nulls[7 + i] = texts[i][0] ? ' ' : 'n';
-	}
-	values[12] = CStringGetTextDatum(rec->session_role);
-	values[13] = CStringGetTextDatum(rec->effective_role);
-	values[14] = Int32GetDatum(rec->backend_pid);
-	values[15] = CStringGetTextDatum(rec->session_id);
-	values[16] = CStringGetTextDatum(rec->client_addr);
-	nulls[16] = rec->client_addr[0] ? ' ' : 'n';
-	values[17] = CStringGetTextDatum(rec->application_name);
+		nulls[Anum_ka_key_id - 1] = true;
+	set_text(values, nulls, Anum_ka_key_alt_name, rec->key_alt_name);
+	set_text(values, nulls, Anum_ka_provider, rec->provider);
+	set_text(values, nulls, Anum_ka_master_key_version, rec->master_key_version);
+	set_text(values, nulls, Anum_ka_relation, rec->relation);
+	if (rec->detail[0])
+		values[Anum_ka_detail - 1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(rec->detail));
+	else
+		nulls[Anum_ka_detail - 1] = true;
+	set_text(values, nulls, Anum_ka_session_role, rec->session_role);
+	set_text(values, nulls, Anum_ka_effective_role, rec->effective_role);
+	values[Anum_ka_backend_pid - 1] = Int32GetDatum(rec->backend_pid);
+	set_text(values, nulls, Anum_ka_session_id, rec->session_id);
+	if (rec->client_addr[0])
+		values[Anum_ka_client_addr - 1] = DirectFunctionCall1(inet_in, CStringGetDatum(rec->client_addr));
+	else
+		nulls[Anum_ka_client_addr - 1] = true;
+	set_text(values, nulls, Anum_ka_application_name, rec->application_name);
+	db = get_database_name(MyDatabaseId);
+	namestrcpy(&dbname, db ? db : "");
+	values[Anum_ka_database - 1] = NameGetDatum(&dbname);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(relation_owner(relid),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	PG_TRY();
-	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		rc = bsoncrypt_spi_execute(
-								   "INSERT INTO bsoncrypt.key_audit"
-								   " (event_time, last_time, event, count, result, sqlstate, message,"
-								   "  key_id, key_alt_name, provider, master_key_version, relation, detail,"
-								   "  session_role, effective_role, backend_pid, session_id, client_addr,"
-								   "  application_name, database)"
-								   " VALUES ($1, $2, $3, $4,"
-								   "  CASE WHEN $5 IS NULL THEN 'ok' ELSE 'error' END, $5, $6,"
-								   "  $7, $8, $9, $10, $11, $12::pg_catalog.jsonb,"
-								   "  $13, $14, $15, $16, $17::pg_catalog.inet, $18,"
-								   "  pg_catalog.current_database())",
-								   KEY_AUDIT_INSERT_NARGS, argtypes, values, nulls,
-								   false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not record a key audit event: %s",
-				 SPI_result_code_string(rc));
-		SPI_finish();
-	}
-	PG_FINALLY();
-	{
-		SetUserIdAndSecContext(save_userid, save_sec_context);
-	}
-	PG_END_TRY();
+	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+	CatalogTupleInsert(rel, tuple);
+	heap_freetuple(tuple);
+	table_close(rel, RowExclusiveLock);
 }
 
 /* ----------------------------------------------------------------
@@ -968,7 +982,7 @@ bsoncrypt_key_audit_relation_keys(PG_FUNCTION_ARGS)
 		char	   *from = text_attr(old, desc, Anum_rk_master_key_version);
 
 		initStringInfo(&detail);
-		appendStringInfo(&detail, "{\"relation_key\":%d,\"from_version\":",
+		appendStringInfo(&detail, "{\"table_key\":%d,\"from_version\":",
 						 DatumGetInt32(heap_getattr(new, Anum_rk_key_id, desc, &isnull)));
 		escape_json(&detail, from ? from : "");
 		appendStringInfoChar(&detail, '}');
@@ -995,6 +1009,19 @@ bsoncrypt_key_audit_append_only(PG_FUNCTION_ARGS)
 			 errdetail("Its rows cannot be updated, deleted or truncated."),
 			 errhint("Remove old rows with bsoncrypt.purge_key_audit(before timestamptz).")));
 	PG_RETURN_POINTER(NULL);
+}
+
+static Oid
+relation_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
 }
 
 /*

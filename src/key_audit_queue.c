@@ -58,7 +58,7 @@ extern PGDLLEXPORT void bsoncrypt_audit_writer_main(Datum main_arg);
 #define KEY_AUDIT_QUEUE_SIZE 1024
 #define WRITER_MAX_DATABASES 64
 #define WRITER_BATCH 64
-#define WRITER_LINGER_MS 5000L
+#define WRITER_LINGER_MS 1000L
 #define WRITER_RETRY_MS 1000L
 #define WRITER_START_TIMEOUT_SECS 30	/* a writer that never claimed its slot */
 #define QUEUE_TRANCHE "bsoncrypt audit queue"
@@ -410,11 +410,14 @@ leave_if_idle(Oid dboid)
 	return idle;
 }
 
-/* Drop the database's events: it has no bsoncrypt.key_audit. */
+/*
+ * Drop the database's events (and the batch of taken ones, already
+ * freed): it has no bsoncrypt.key_audit.
+ */
 static void
-drop_events(Oid dboid)
+drop_events(Oid dboid, int taken)
 {
-	uint64		dropped = 0;
+	uint64		dropped = taken;
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE; i++)
@@ -479,7 +482,7 @@ write_batch(KeyAuditRecord *batch, int n, uint64 lost)
 	if (no_table)
 	{
 		end_batch(n, 0, true);
-		drop_events(MyDatabaseId);
+		drop_events(MyDatabaseId, n);
 		return true;
 	}
 	end_batch(n, lost, ok);

@@ -171,6 +171,13 @@ is($node->safe_psql('postgres', qq{SELECT master_key_version || '|' || (detail -
 	'v2|default|keyadmin', 'rewrap_many_data_key: a rewrap row from default to v2');
 
 $node->safe_psql('postgres', q{CREATE TABLE at_rest (t text) USING encrypted_heap; INSERT INTO at_rest VALUES ('x')});
+is(rows(q{event = 'table_key_created' AND relation = 'public.at_rest'}),
+	"table_key_created|ok|-|-|local|v2|$super|$super|1", 'a table key created, named by its relation');
+$node->safe_psql('postgres', q{BEGIN; TRUNCATE at_rest; ROLLBACK; TRUNCATE at_rest; INSERT INTO at_rest VALUES ('x')});
+is($node->safe_psql('postgres', q{SELECT count(*) FROM bsoncrypt.key_audit WHERE event = 'table_key_created' AND relation = 'public.at_rest'}),
+	'2', 'TRUNCATE makes a new key (the rolled-back one left no row)');
+is($node->safe_psql('postgres', q{SELECT count(*) || '|' || bool_and(relation LIKE 'file %')::int FROM bsoncrypt.key_audit WHERE event = 'table_key_deleted'}),
+	'1|1', '... and deletes the key of the old file, named by the file');
 write_secret_file($keyfile, "default $mk1\nv2 $mk2\nv3 $mk3\n");
 $node->safe_psql('postgres', q{SELECT bsoncrypt.rotate_master_key('local')});
 ok($node->poll_query_until('postgres', q{SELECT state = 'done' FROM bsoncrypt.rotation_status WHERE provider = 'local'}),
@@ -194,6 +201,32 @@ like(rows(q{event = 'rotation_failed'}), qr/^rotation_failed\|error\|\w{5}\|-\|l
 write_secret_file($keyfile, "default $mk1\nv2 $mk2\nv3 $mk3\n");
 ok($node->poll_query_until('postgres', q{SELECT state = 'done' FROM bsoncrypt.rotation_status WHERE provider = 'local'}),
 	'the retried rotation finishes');
+
+# --- a full queue: events are counted as lost, and the count is recorded
+# (the writer is blocked by a lock on the table while 1100 failures happen)
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE bsoncrypt.key_audit IN ACCESS EXCLUSIVE MODE');
+$node->safe_psql('postgres', q{
+DO $$ BEGIN
+  FOR i IN 1..1100 LOOP
+    BEGIN
+      PERFORM bsoncrypt.encrypt_value('{"": 1}', 'overflow-' || i);
+    EXCEPTION WHEN undefined_object THEN NULL;
+    END;
+  END LOOP;
+END $$});
+my $lost = $node->safe_psql('postgres', 'SELECT lost FROM bsoncrypt.key_audit_queue_status()');
+ok($lost >= 76, "a full queue counts lost events ($lost)");
+$locker->query_safe('COMMIT');
+$locker->quit;
+drain();
+ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM bsoncrypt.key_audit WHERE event = 'audit_events_lost'}),
+	'the lost events are recorded');
+is($node->safe_psql('postgres', q{SELECT (SELECT count(*) FROM bsoncrypt.key_audit WHERE key_alt_name LIKE 'overflow-%')
+                                       + (SELECT sum(count) FROM bsoncrypt.key_audit WHERE event = 'audit_events_lost')}),
+	'1100', 'every failure is either a row or counted as lost');
+my @lost_lines = slurp_file($node->logfile) =~ /bsoncrypt audit: .*"key_alt_name":"overflow-/g;
+is(scalar(@lost_lines), 1100, 'and every one of them is in the server log');
 
 # --- who may read, nobody may change
 ($ret, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM bsoncrypt.key_audit', extra_params => [ '-U', 'app' ]);
