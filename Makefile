@@ -43,3 +43,7 @@ extension/bsoncrypt--$(EXT_VERSION).sql: $(SQL_PARTS)
 
 # relink when the export list changes
 $(shlib): src/exports.map
+
+# PGXS tracks no header dependencies: rebuild every object when a header of
+# src/ changes (a changed struct or enum must never meet a stale object)
+$(OBJS): $(wildcard src/*.h)

@@ -47,6 +47,7 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "common/ip.h"
 #include "executor/spi.h"
 #include "libpq/libpq-be.h"
@@ -54,6 +55,7 @@
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -737,16 +739,39 @@ key_audit_count_unwrap(const KeyAuditEvent *ev)
  * ----------------------------------------------------------------
  */
 
-/* wrapped key material _new_key_material made last (key_vault.c) */
-static bytea *last_new_material = NULL;
+/*
+ * Wrapped key material _new_key_material made in this transaction
+ * (key_vault.c), by a 64-bit hash: an INSERT of one of them is a create,
+ * any other INSERT an import.
+ */
+static HTAB *new_materials = NULL;
+static LocalTransactionId new_materials_lxid = InvalidLocalTransactionId;
+
+static uint64
+material_hash(const bytea *material)
+{
+	return DatumGetUInt64(hash_bytes_extended((const unsigned char *) VARDATA_ANY(material),
+											  VARSIZE_ANY_EXHDR(material), 0));
+}
 
 void
 key_audit_note_new_material(const bytea *material)
 {
-	if (last_new_material)
-		pfree(last_new_material);
-	last_new_material = (bytea *) MemoryContextAlloc(TopMemoryContext, VARSIZE_ANY(material));
-	memcpy(last_new_material, material, VARSIZE_ANY(material));
+	uint64		h = material_hash(material);
+
+	if (new_materials == NULL || new_materials_lxid != MyProc->lxid)
+	{
+		HASHCTL		ctl;
+
+		if (new_materials != NULL)
+			hash_destroy(new_materials);
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(uint64);
+		new_materials = hash_create("bsoncrypt new key materials", 16, &ctl,
+									HASH_ELEM | HASH_BLOBS);
+		new_materials_lxid = MyProc->lxid;
+	}
+	(void) hash_search(new_materials, &h, HASH_ENTER, NULL);
 }
 
 static bool
@@ -759,23 +784,18 @@ bytea_equal(Datum a, Datum b)
 		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
 }
 
-/* made by _new_key_material in this session (a create), else an import */
+/* made by _new_key_material in this transaction (a create), else an import */
 static bool
 material_is_new(Datum material)
 {
-	bytea	   *m = DatumGetByteaPP(material);
-	bool		is_new;
+	uint64		h;
+	bool		found;
 
-	if (last_new_material == NULL)
+	if (new_materials == NULL || new_materials_lxid != MyProc->lxid)
 		return false;
-	is_new = VARSIZE_ANY_EXHDR(m) == VARSIZE_ANY_EXHDR(last_new_material) &&
-		memcmp(VARDATA_ANY(m), VARDATA_ANY(last_new_material), VARSIZE_ANY_EXHDR(m)) == 0;
-	if (is_new)
-	{
-		pfree(last_new_material);
-		last_new_material = NULL;
-	}
-	return is_new;
+	h = material_hash(DatumGetByteaPP(material));
+	(void) hash_search(new_materials, &h, HASH_REMOVE, &found);
+	return found;
 }
 
 static char *

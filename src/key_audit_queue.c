@@ -9,7 +9,7 @@
  *	  of its own, so that a rollback of the transaction that saw the event
  *	  does not take the event with it.
  *
- *	  The queue holds KEY_AUDIT_QUEUE_SIZE events.  When it is full, events
+ *	  The queue holds bsoncrypt.audit_queue_size events.  When it is full, events
  *	  are counted as lost (and written to the server log); the writer
  *	  records the count as an "audit_events_lost" row.  A writer is started
  *	  when its database has events and none runs; it takes a batch, marks
@@ -55,7 +55,6 @@ PG_FUNCTION_INFO_V1(bsoncrypt_key_audit_queue_status);
 
 extern PGDLLEXPORT void bsoncrypt_audit_writer_main(Datum main_arg);
 
-#define KEY_AUDIT_QUEUE_SIZE 1024
 #define WRITER_MAX_DATABASES 64
 #define WRITER_BATCH 64
 #define WRITER_LINGER_MS 1000L
@@ -87,19 +86,31 @@ typedef struct AuditQueue
 	Oid			lost_dboid;		/* where to record them */
 	uint64		lost_total;
 	WriterSlot	writers[WRITER_MAX_DATABASES];
-	QueueEntry	entries[KEY_AUDIT_QUEUE_SIZE];
+	int			size;			/* entries */
+	int			free_hint;		/* where to look for a free entry first */
+	QueueEntry	entries[FLEXIBLE_ARRAY_MEMBER];
 } AuditQueue;
+
+/* bsoncrypt.audit_queue_size */
+int			key_audit_queue_size = 2048;
 
 static AuditQueue *queue = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static Size
+queue_shmem_size(void)
+{
+	return MAXALIGN(add_size(offsetof(AuditQueue, entries),
+							 mul_size(key_audit_queue_size, sizeof(QueueEntry))));
+}
 
 static void
 queue_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(AuditQueue)));
+	RequestAddinShmemSpace(queue_shmem_size());
 	RequestNamedLWLockTranche(QUEUE_TRANCHE, 1);
 }
 
@@ -111,11 +122,12 @@ queue_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	queue = ShmemInitStruct("bsoncrypt audit queue", sizeof(AuditQueue), &found);
+	queue = ShmemInitStruct("bsoncrypt audit queue", queue_shmem_size(), &found);
 	if (!found)
 	{
-		memset(queue, 0, sizeof(AuditQueue));
+		memset(queue, 0, queue_shmem_size());
 		queue->lock = &(GetNamedLWLockTranche(QUEUE_TRANCHE))->lock;
+		queue->size = key_audit_queue_size;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -123,6 +135,14 @@ queue_shmem_startup(void)
 void
 key_audit_queue_init(void)
 {
+	DefineCustomIntVariable("bsoncrypt.audit_queue_size",
+							"Audit events the queue in shared memory holds for the audit writer.",
+							"Events that happen when it is full are counted as lost and written to the server log.",
+							&key_audit_queue_size,
+							2048, 64, 1048576,
+							PGC_POSTMASTER,
+							0,
+							NULL, NULL, NULL);
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;
@@ -227,11 +247,14 @@ key_audit_enqueue(const KeyAuditRecord *rec)
 	if (queue == NULL)
 		return false;
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE; i++)
+	for (int n = 0; n < queue->size; n++)
 	{
+		int			i = (queue->free_hint + n) % queue->size;
+
 		if (!queue->entries[i].used)
 		{
 			free_entry = &queue->entries[i];
+			queue->free_hint = (i + 1) % queue->size;
 			break;
 		}
 	}
@@ -272,7 +295,7 @@ bsoncrypt_key_audit_queue_status(PG_FUNCTION_ARGS)
 	else
 	{
 		LWLockAcquire(queue->lock, LW_SHARED);
-		for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE; i++)
+		for (int i = 0; i < queue->size; i++)
 			if (queue->entries[i].used)
 				queued++;
 		values[1] = Int64GetDatum((int64) queue->lost_total);
@@ -289,31 +312,40 @@ bsoncrypt_key_audit_queue_status(PG_FUNCTION_ARGS)
  */
 
 static int	batch_index[WRITER_BATCH];
+static int *candidates = NULL;	/* queue->size entries */
+
+static int
+compare_seq(const void *a, const void *b)
+{
+	uint64		x = queue->entries[*(const int *) a].seq;
+	uint64		y = queue->entries[*(const int *) b].seq;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
 
 /* Mark up to WRITER_BATCH events of the database in flight, oldest first. */
 static int
 take_batch(Oid dboid, KeyAuditRecord *batch, uint64 *lost)
 {
 	int			n = 0;
+	int			ncandidates = 0;
 
+	if (candidates == NULL)
+		candidates = MemoryContextAlloc(TopMemoryContext, sizeof(int) * queue->size);
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (;;)
+	for (int i = 0; i < queue->size; i++)
 	{
-		int			best = -1;
+		QueueEntry *e = &queue->entries[i];
 
-		for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE; i++)
-		{
-			QueueEntry *e = &queue->entries[i];
-
-			if (e->used && !e->in_flight && e->rec.dboid == dboid &&
-				(best < 0 || e->seq < queue->entries[best].seq))
-				best = i;
-		}
-		if (best < 0 || n == WRITER_BATCH)
-			break;
-		queue->entries[best].in_flight = true;
-		memcpy(&batch[n], &queue->entries[best].rec, sizeof(KeyAuditRecord));
-		batch_index[n++] = best;
+		if (e->used && !e->in_flight && e->rec.dboid == dboid)
+			candidates[ncandidates++] = i;
+	}
+	qsort(candidates, ncandidates, sizeof(int), compare_seq);
+	for (; n < ncandidates && n < WRITER_BATCH; n++)
+	{
+		batch_index[n] = candidates[n];
+		queue->entries[candidates[n]].in_flight = true;
+		memcpy(&batch[n], &queue->entries[candidates[n]].rec, sizeof(KeyAuditRecord));
 	}
 	*lost = 0;
 	if (queue->lost > 0 && queue->lost_dboid == dboid)
@@ -355,7 +387,7 @@ release_writer(int code, Datum arg)
 			queue->writers[i].pid = 0;
 			queue->writers[i].latch = NULL;
 		}
-	for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE; i++)
+	for (int i = 0; i < queue->size; i++)
 		if (queue->entries[i].in_flight && queue->entries[i].rec.dboid == MyDatabaseId)
 			queue->entries[i].in_flight = false;
 	LWLockRelease(queue->lock);
@@ -390,7 +422,7 @@ leave_if_idle(Oid dboid)
 	bool		idle = true;
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE && idle; i++)
+	for (int i = 0; i < queue->size && idle; i++)
 		if (queue->entries[i].used && queue->entries[i].rec.dboid == dboid)
 			idle = false;
 	if (queue->lost > 0 && queue->lost_dboid == dboid)
@@ -420,7 +452,7 @@ drop_events(Oid dboid, int taken)
 	uint64		dropped = taken;
 
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < KEY_AUDIT_QUEUE_SIZE; i++)
+	for (int i = 0; i < queue->size; i++)
 		if (queue->entries[i].used && queue->entries[i].rec.dboid == dboid)
 		{
 			queue->entries[i].used = false;

@@ -15,7 +15,11 @@
 #                queues its unwrap count for the audit writer
 # and, in one statement, the decryption of NKEYS values each under its own
 # data key (one unwrap, and one count, per key):
-#   per key      microseconds per data key
+#   per key      microseconds per data key (the session's exit then queues
+#                one count per key: NKEYS events for the writer)
+# Before each timing the script waits until the audit writer has written
+# what earlier runs queued, so that its work does not fall into another
+# mode's figures (on 2 CPUs it competes with pgbench and the session).
 # Prints a table with ratios against "off" (same run) and writes it to
 # bench/out/audit.txt.  Run as root (it runs the server as the postgres OS
 # user) or as the postgres user.
@@ -74,7 +78,16 @@ set_mode() {	# off | on | log: bsoncrypt.audit is a postgresql.conf setting
 }
 pgopts() { [ "$1" = log ] && echo "-c bsoncrypt.audit_log=on" || true; }
 
+# wait until the audit writer has written what earlier runs queued
+drain() {
+	for _ in $(seq 1 600); do
+		[ "$(q "SELECT coalesce(queued, 0) FROM bsoncrypt.key_audit_queue_status()")" = 0 ] && return
+		sleep 0.1
+	done
+}
+
 tps() {	# mode extra-pgbench-options extra-PGOPTIONS
+	drain
 	PGOPTIONS="$(pgopts "$1") $3" pgbench -n $2 -T "$seconds" -f "$dir/decrypt.sql" 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\).*/\1/p'
 }
@@ -83,6 +96,7 @@ per_key_us() {	# mode: microseconds per data key unwrapped (best of 3)
 	local best=""
 	for _ in 1 2 3; do
 		local ms
+		drain
 		ms=$(PGOPTIONS="$(pgopts "$1")" psql -XAtq -c '\timing on' \
 			-c "SELECT count(bsoncrypt.decrypt_value(c)) FROM many" |
 			sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
@@ -93,7 +107,6 @@ per_key_us() {	# mode: microseconds per data key unwrapped (best of 3)
 
 modes="off on log"
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
-low() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 declare -A warm cold fresh perkey
 for round in $(seq 1 "$runs"); do
 	for m in $modes; do
@@ -102,8 +115,11 @@ for round in $(seq 1 "$runs"); do
 		warm[$m]=$(best "${warm[$m]:-0}" "$(tps "$m" "" "")")
 		cold[$m]=$(best "${cold[$m]:-0}" "$(tps "$m" "" "-c bsoncrypt.key_cache_ttl=0")")
 		fresh[$m]=$(best "${fresh[$m]:-0}" "$(tps "$m" "-C" "")")
-		perkey[$m]=$(low "${perkey[$m]:-}" "$(per_key_us "$m")")
 	done
+done
+for m in $modes; do
+	set_mode "$m"
+	perkey[$m]=$(per_key_us "$m")
 done
 set_mode on
 rows=$(q "SELECT count(*) FROM bsoncrypt.key_audit")
