@@ -1085,7 +1085,6 @@ bsoncrypt_purge_key_audit(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 
 	ev.kind = KEY_AUDIT_PURGED;
-	ev.count = (int64) deleted;
 	ev.detail = psprintf("{\"before\":\"%s\",\"rows\":" UINT64_FORMAT "}",
 						 timestamptz_to_str(before), deleted);
 	key_audit_event(&ev);
