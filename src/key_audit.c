@@ -27,8 +27,8 @@
  *	  The table is append-only: triggers refuse UPDATE, DELETE and
  *	  TRUNCATE (ENABLE ALWAYS, so session_replication_role does not skip
  *	  them) except the DELETE of bsoncrypt.purge_key_audit(), which is
- *	  itself recorded.  Rows are inserted as the table's owner, so no
- *	  other role needs (or gets) INSERT on it.
+ *	  itself recorded.  Rows are inserted directly into the heap (no SQL,
+ *	  no privilege checked), so no role needs (or gets) INSERT on it.
  *
  *-------------------------------------------------------------------------
  */

@@ -17,6 +17,9 @@
  *	  committed (a failed batch is retried), and it leaves after
  *	  WRITER_LINGER_MS without events.
  *
+ *	  Events of a database dropped before its writer wrote them are dropped
+ *	  by the next writer that goes idle (counted as lost).
+ *
  *	  What a crash loses: events still in the queue (shared memory does not
  *	  survive a crash or a restart; the server log has them when
  *	  bsoncrypt.audit_log is on).  What a rollback loses: nothing.  On a
@@ -45,6 +48,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "funcapi.h"
 
@@ -135,6 +139,9 @@ queue_shmem_startup(void)
 void
 key_audit_queue_init(void)
 {
+	/* the queue exists only when preloaded (a postmaster setting) */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomIntVariable("bsoncrypt.audit_queue_size",
 							"Audit events the queue in shared memory holds for the audit writer.",
 							"Events that happen when it is full are counted as lost and written to the server log.",
@@ -143,8 +150,6 @@ key_audit_queue_init(void)
 							PGC_POSTMASTER,
 							0,
 							NULL, NULL, NULL);
-	if (!process_shared_preload_libraries_in_progress)
-		return;
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = queue_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -464,8 +469,44 @@ drop_events(Oid dboid, int taken)
 	LWLockRelease(queue->lock);
 	if (dropped > 0)
 		ereport(LOG,
-				(errmsg("bsoncrypt: dropped " UINT64_FORMAT " audit events of database %u, which has no bsoncrypt.key_audit",
+				(errmsg("bsoncrypt: dropped " UINT64_FORMAT " audit events of database %u, which no longer exists or has no bsoncrypt.key_audit",
 						dropped, dboid)));
+}
+
+/*
+ * Drop the events of databases that no longer exist (dropped while their
+ * events waited): no writer can ever connect there.
+ */
+static void
+drop_events_of_dropped_databases(void)
+{
+	Oid			dbs[WRITER_MAX_DATABASES];
+	int			ndbs = 0;
+
+	LWLockAcquire(queue->lock, LW_SHARED);
+	for (int i = 0; i < queue->size && ndbs < WRITER_MAX_DATABASES; i++)
+	{
+		Oid			db = queue->entries[i].rec.dboid;
+		bool		seen = false;
+
+		if (!queue->entries[i].used || db == MyDatabaseId)
+			continue;
+		for (int j = 0; j < ndbs && !seen; j++)
+			seen = dbs[j] == db;
+		if (!seen)
+			dbs[ndbs++] = db;
+	}
+	LWLockRelease(queue->lock);
+	for (int j = 0; j < ndbs; j++)
+	{
+		bool		exists;
+
+		StartTransactionCommand();
+		exists = SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dbs[j]));
+		CommitTransactionCommand();
+		if (!exists)
+			drop_events(dbs[j], 0);
+	}
 }
 
 /* Insert one batch in a transaction; true if it committed. */
@@ -561,9 +602,12 @@ bsoncrypt_audit_writer_main(Datum main_arg)
 			idle_since = GetCurrentTimestamp();
 			continue;
 		}
-		if (TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), WRITER_LINGER_MS) &&
-			leave_if_idle(dboid))
-			break;
+		if (TimestampDifferenceExceeds(idle_since, GetCurrentTimestamp(), WRITER_LINGER_MS))
+		{
+			drop_events_of_dropped_databases();
+			if (leave_if_idle(dboid))
+				break;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 WRITER_LINGER_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
