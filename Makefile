@@ -59,3 +59,7 @@ uninstall-decoders:
 	rm -f '$(DECODERS_DIR)/pgoutput$(DLSUFFIX)'
 	-rmdir '$(DECODERS_DIR)'
 .PHONY: install-decoders uninstall-decoders
+
+# PGXS tracks no header dependencies: rebuild every object when a header of
+# src/ changes (a changed struct or enum must never meet a stale object)
+$(OBJS): $(wildcard src/*.h)

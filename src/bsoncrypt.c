@@ -14,6 +14,7 @@
 #include "cluster.h"
 #include "customer_keys.h"
 #include "kms.h"
+#include "key_audit.h"
 #include "key_cache.h"
 #include "tde.h"
 #include "tde_index.h"
@@ -46,6 +47,7 @@ _PG_init(void)
 
 	kms_define_settings();
 	key_cache_define_settings();
+	key_audit_define_settings();
 	rotation_init();
 	tde_define_settings();
 	tde_install_hooks();

@@ -36,6 +36,7 @@
 #include "utils/builtins.h"
 
 #include "customer_keys.h"
+#include "key_audit.h"
 #include "kms.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_supply_customer_key);
@@ -75,6 +76,8 @@ customer_key_event(CustomerKeyEvent event, const char *name)
 	static const char *const what[] = {"supplied", "replaced", "cleared", "expired"};
 
 	elog(DEBUG1, "bsoncrypt: customer key \"%s\" %s", name, what[event]);
+	if (event == CUSTOMER_KEY_SUPPLIED || event == CUSTOMER_KEY_REPLACED)
+		key_audit_customer_key_supplied(name);
 }
 
 /* Zero every key; expired names their end to customer_key_event. */

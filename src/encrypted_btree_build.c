@@ -269,7 +269,7 @@ eb_build(Relation heap, Relation index, IndexInfo *indexInfo)
 	 */
 	if (!IsBinaryUpgrade)
 	{
-		tde_create_file_key(&index->rd_node, index->rd_rel->relpersistence);
+		tde_create_file_key(index, &index->rd_node, index->rd_rel->relpersistence);
 		eb_drop_keys_of_replaced_files();
 	}
 	init_metapage(index);

@@ -748,7 +748,7 @@ eh_relation_set_new_filenode(Relation rel, const RelFileNode *newrnode,
 	 */
 	if (IsBinaryUpgrade)
 		return;
-	tde_create_file_key(newrnode, persistence);
+	tde_create_file_key(rel, newrnode, persistence);
 	/* TRUNCATE: the old file goes at commit, and its keys with it */
 	if (!RelFileNodeEquals(rel->rd_node, *newrnode) && OidIsValid(rel->rd_node.relNode))
 		tde_drop_file_keys(rel->rd_node.spcNode, rel->rd_node.relNode,

@@ -47,6 +47,7 @@
 #include "customer_keys.h"
 #include "key_cache.h"
 #include "kms.h"
+#include "key_audit.h"
 #include "trusted_sql.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_key_vault_changed);
@@ -244,11 +245,13 @@ fetch_by_unique_key(const char *relname, const char *indexname,
 }
 
 /*
- * Read a key vault row and unwrap its data key into a new AEAD context;
- * *customer tells whether a customer key wrapped it.
+ * Read a key vault row and unwrap its data key into a new AEAD context.
+ * ev gets the provider and version, for the audit trail; *customer tells
+ * whether a customer key wrapped it.
  */
 static FleAeadCtx *
-unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id, bool *customer)
+unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id,
+				KeyAuditEvent *ev, bool *customer)
 {
 	bool		isnull;
 	char	   *what = psprintf("data key %s", uuid_to_cstring(id));
@@ -266,8 +269,10 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id, bool *cust
 	if (isnull)
 		ereport(ERROR, (errcode(ERRCODE_DATA_CORRUPTED), errmsg("%s has no master key", what)));
 	version = TextDatumGetCString(heap_getattr(tuple, Anum_key_vault_master_key_version, desc, &isnull));
+	ev->master_key_version = version;
+	ev->provider = kms_document_provider(master_key, what);
 
-	provider = kms_get_provider(kms_document_provider(master_key, what));
+	provider = kms_get_provider(ev->provider);
 	*customer = (provider == &kms_customer_provider);
 	kms_unwrap_secret(provider, version, master_key,
 					  (const uint8_t *) VARDATA_ANY(material), VARSIZE_ANY_EXHDR(material),
@@ -289,26 +294,58 @@ unwrap_data_key(HeapTuple tuple, TupleDesc desc, const pg_uuid_t *id, bool *cust
  * current statement only (*expires).
  */
 static FleAeadCtx *
+fetch_data_key_once(const pg_uuid_t *id, KeyAuditEvent *ev, bool *customer)
+{
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	FleAeadCtx *ctx;
+
+	/* remember which relation's invalidations flush this cache */
+	(void) key_vault_relid(false);
+	tuple = fetch_by_unique_key("key_vault", "key_vault_pkey", F_UUID_EQ,
+								UUIDPGetDatum(id), &desc);
+	if (tuple == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("data key %s is not in the key vault", uuid_to_cstring(id)),
+				 errhint("The key was deleted (values encrypted with it cannot be decrypted any more) or never imported into bsoncrypt.key_vault.")));
+	ctx = unwrap_data_key(tuple, desc, id, ev, customer);
+	heap_freetuple(tuple);
+	return ctx;
+}
+
+/* fetch_data_key_once, its outcome recorded in the audit trail */
+static FleAeadCtx *
+fetch_data_key_audited(const pg_uuid_t *id, bool *customer)
+{
+	KeyAuditEvent ev = {0};
+	FleAeadCtx *ctx;
+
+	ev.key_id = id;
+	PG_TRY();
+	{
+		ctx = fetch_data_key_once(id, &ev, customer);
+	}
+	PG_CATCH();
+	{
+		ev.kind = KEY_AUDIT_UNWRAP_FAILED;
+		key_audit_error(&ev);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	ev.kind = KEY_AUDIT_DATA_KEY_UNWRAPPED;
+	key_audit_count_unwrap(&ev);
+	return ctx;
+}
+
+static FleAeadCtx *
 fetch_data_key(const pg_uuid_t *id, TimestampTz *expires, bool *customer)
 {
 	for (int attempt = 1;; attempt++)
 	{
 		uint64		generation = key_cache_generation;
-		HeapTuple	tuple;
-		TupleDesc	desc;
-		FleAeadCtx *ctx;
+		FleAeadCtx *ctx = fetch_data_key_audited(id, customer);
 
-		/* remember which relation's invalidations flush this cache */
-		(void) key_vault_relid(false);
-		tuple = fetch_by_unique_key("key_vault", "key_vault_pkey", F_UUID_EQ,
-									UUIDPGetDatum(id), &desc);
-		if (tuple == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("data key %s is not in the key vault", uuid_to_cstring(id)),
-					 errhint("The key was deleted (values encrypted with it cannot be decrypted any more) or never imported into bsoncrypt.key_vault.")));
-		ctx = unwrap_data_key(tuple, desc, id, customer);
-		heap_freetuple(tuple);
 		if (generation == key_cache_generation)
 			return ctx;
 		if (attempt == KEY_FETCH_TRIES)
@@ -401,10 +438,19 @@ key_cache_get_by_alt_name(const char *alt_name)
 	}
 
 	if (!alt_name_to_id(alt_name, &id, &stable))
+	{
+		KeyAuditEvent ev = {0};
+
+		ev.kind = KEY_AUDIT_UNWRAP_FAILED;
+		ev.key_alt_name = alt_name;
+		ev.sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
+		ev.message = psprintf("no data key has keyAltName \"%s\"", alt_name);
+		key_audit_event(&ev);
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("no data key has keyAltName \"%s\"", alt_name),
 				 errhint("Create one with bsoncrypt.create_data_key(key_alt_names => '{%s}').", alt_name)));
+	}
 	key_cache_init();
 	if (cacheable && stable)
 	{

@@ -25,6 +25,7 @@
 #include "bsoncrypt.h"
 #include "key_cache.h"
 #include "kms.h"
+#include "key_audit.h"
 
 PG_FUNCTION_INFO_V1(bsoncrypt_new_key_material);
 PG_FUNCTION_INFO_V1(bsoncrypt_find_master_key_version);
@@ -181,6 +182,7 @@ bsoncrypt_new_key_material(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
+	key_audit_note_new_material(wrapped);
 	values[0] = PointerGetDatum(wrapped);
 	values[1] = CStringGetTextDatum(version);
 	values[2] = PointerGetDatum(document);

@@ -24,6 +24,7 @@
 #include "utils/guc.h"
 
 #include "kms.h"
+#include "key_audit.h"
 
 char	   *kms_local_master_key_file = NULL;
 char	   *kms_master_key_command = NULL;
@@ -266,11 +267,19 @@ kms_kek_open(const KmsProvider *provider, const char *version,
 								opened.version, provider->name)));
 		}
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
+		KeyAuditEvent ev = {0};
+
 		explicit_bzero(opened.key, sizeof(opened.key));
+		ev.kind = KEY_AUDIT_PROVIDER_ERROR;
+		ev.provider = provider->name;
+		ev.master_key_version = version;
+		key_audit_error(&ev);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	explicit_bzero(opened.key, sizeof(opened.key));
 	if (!opened.handed_out && opened.remote == NULL)
 		elog(ERROR, "master key provider \"%s\" opened neither a key nor a remote handle",
 			 provider->name);

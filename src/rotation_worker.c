@@ -92,6 +92,7 @@
 
 #include "cluster.h"
 #include "kms.h"
+#include "key_audit.h"
 #include "rotation.h"
 #include "trusted_sql.h"
 
@@ -588,6 +589,29 @@ relation_keys_exist(void)
 	return OidIsValid(bsoncrypt_relation_oid("relation_keys", true));
 }
 
+/*
+ * Record a rotation event in the audit trail, in the current transaction
+ * (with the rotation_state change).  keys: the keys to rewrap, or -1.
+ */
+static void
+audit_rotation(KeyAuditKind kind, const char *provider, const char *version,
+			   int64 keys, const ErrorData *edata)
+{
+	KeyAuditEvent ev = {0};
+
+	ev.kind = kind;
+	ev.provider = provider;
+	ev.master_key_version = version;
+	if (keys >= 0)
+		ev.detail = psprintf("{\"keys_to_rewrap\":" INT64_FORMAT "}", keys);
+	if (edata != NULL)
+	{
+		ev.sqlerrcode = edata->sqlerrcode;
+		ev.message = edata->message;
+	}
+	key_audit_event(&ev);
+}
+
 /* Keys of provider not on version: how many, and on which versions. */
 static int64
 keys_to_rewrap(const char *provider, const char *version, Datum *versions)
@@ -705,6 +729,7 @@ start_rotation(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 			"       finished = NULL"
 			" WHERE s.provider OPERATOR(pg_catalog.=) $1",
 			4, argtypes, values, SPI_OK_UPDATE);
+	audit_rotation(KEY_AUDIT_ROTATION_STARTED, provider, version, remaining, NULL);
 	commit_tx();
 	ereport(LOG,
 			(errmsg("bsoncrypt: rotating " INT64_FORMAT " keys of provider \"%s\" to master key version \"%s\"",
@@ -846,6 +871,8 @@ rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 					" WHERE provider OPERATOR(pg_catalog.=) $1"
 					"   AND state OPERATOR(pg_catalog.=) 'rewrapping'",
 					1, argtypes, values, SPI_OK_UPDATE);
+			if (SPI_processed > 0)
+				audit_rotation(KEY_AUDIT_ROTATION_FINISHED, provider, version, -1, NULL);
 		}
 		commit_tx();
 		if (remaining == 0)
@@ -870,8 +897,9 @@ rotate_provider(MasterKeyCache *cache, const char *provider, MemoryContext cxt)
 }
 
 static void
-record_failure(const char *provider, const char *message)
+record_failure(const char *provider, const ErrorData *edata)
 {
+	const char *message = edata->message;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, INT4OID};
 	Datum		values[3];
 
@@ -887,6 +915,7 @@ record_failure(const char *provider, const char *message)
 			"           pg_catalog.power(2::pg_catalog.float8, LEAST(failures, 6)::pg_catalog.float8))"
 			" WHERE provider OPERATOR(pg_catalog.=) $1",
 			3, argtypes, values, SPI_OK_UPDATE);
+	audit_rotation(KEY_AUDIT_ROTATION_FAILED, provider, NULL, -1, edata);
 	commit_tx();
 }
 
@@ -999,7 +1028,7 @@ worker_round(MemoryContext cxt)
 					(errmsg("bsoncrypt: rotation of the master keys of provider \"%s\" failed: %s",
 							provider, edata->message),
 					 errhint("It is retried after bsoncrypt.rotation_retry_delay; see bsoncrypt.rotation_status.")));
-			record_failure(provider, edata->message);
+			record_failure(provider, edata);
 			FreeErrorData(edata);
 		}
 		PG_END_TRY();

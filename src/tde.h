@@ -89,7 +89,7 @@ typedef struct TdeRelids
 extern int	tde_key_max_uses;
 extern void tde_define_settings(void);
 extern const TdeRelids *tde_relids(bool missing_ok);
-extern void tde_create_file_key(const RelFileNode *rnode, char persistence);
+extern void tde_create_file_key(Relation rel, const RelFileNode *rnode, char persistence);
 extern void tde_move_file_keys(const RelFileNode *from, const RelFileNode *to,
 							   char persistence);
 extern uint64 tde_drop_file_keys(Oid reltablespace, Oid relfilenode,

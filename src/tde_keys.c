@@ -77,6 +77,7 @@
 
 #include "customer_keys.h"
 #include "kms.h"
+#include "key_audit.h"
 #include "tde.h"
 #include "trusted_sql.h"
 
@@ -781,12 +782,43 @@ key_by_number(Relation rel, uint16 number)
 }
 
 /*
+ * Record a table key event in the audit trail, in the current transaction.
+ * rel names the relation when known (a file is made before its pg_class
+ * row); else the relation is named by its file.
+ */
+static void
+audit_table_key(KeyAuditKind kind, Oid spc, Oid relnode, Relation rel,
+				const char *provider, const char *version, int32 key_id,
+				int64 count)
+{
+	KeyAuditEvent ev = {0};
+
+	ev.kind = kind;
+	ev.provider = provider;
+	ev.master_key_version = version;
+	ev.count = count;
+	if (rel != NULL)
+	{
+		char	   *nsp = get_namespace_name(RelationGetNamespace(rel));
+
+		ev.relation = quote_qualified_identifier(nsp ? nsp : "", RelationGetRelationName(rel));
+	}
+	else
+		ev.relation = psprintf("file %u/%u", spc, relnode);
+	if (key_id != 0)
+		ev.detail = psprintf("{\"table_key\":%d,\"file\":\"%u/%u\"}", key_id, spc, relnode);
+	else
+		ev.detail = psprintf("{\"file\":\"%u/%u\"}", spc, relnode);
+	key_audit_event(&ev);
+}
+
+/*
  * Make a new key for a (not temporary) relation file, its relation_keys
  * and relation_key_uses rows, and make it the file's current key; returns
  * its id.
  */
 static int32
-create_file_key(const RelFileNode *rnode)
+create_file_key(const RelFileNode *rnode, Relation owner)
 {
 	TdeRelids	r = *tde_relids(false);
 	const KmsProvider *provider = kms_get_provider(tde_key_provider);
@@ -848,6 +880,8 @@ create_file_key(const RelFileNode *rnode)
 	heap_freetuple(tuple);
 	table_close(rel, RowExclusiveLock);
 	tde_key_uses_insert(key_id);
+	audit_table_key(KEY_AUDIT_TABLE_KEY_CREATED, spc, rnode->relNode, owner,
+					provider->name, version, key_id, 1);
 
 	/*
 	 * Make the row visible to this command's own lookups at once (the caches
@@ -867,12 +901,12 @@ create_file_key(const RelFileNode *rnode)
  * Runs in the caller's transaction; a temporary file gets a session key.
  */
 void
-tde_create_file_key(const RelFileNode *rnode, char persistence)
+tde_create_file_key(Relation rel, const RelFileNode *rnode, char persistence)
 {
 	if (persistence == RELPERSISTENCE_TEMP)
 		(void) create_session_key(rnode);
 	else
-		(void) create_file_key(rnode);
+		(void) create_file_key(rnode, rel);
 }
 
 /*
@@ -958,7 +992,43 @@ tde_drop_file_keys(Oid reltablespace, Oid relfilenode, char persistence)
 									  "   AND relfilenode OPERATOR(pg_catalog.=) $2",
 									  2, argtypes, values);
 	flush_current_keys();
+	if (deleted > 0)
+		audit_table_key(KEY_AUDIT_TABLE_KEY_DELETED, DatumGetObjectId(values[0]), relfilenode,
+						NULL, NULL, NULL, 0, (int64) deleted);
 	return deleted;
+}
+
+/*
+ * Unwrap a relation key, its outcome recorded in the audit trail (the
+ * relation named by its file: looking its name up here could read the
+ * catalog in the middle of a scan of the table).
+ */
+static void
+unwrap_audited(int32 key_id, Oid spc, Oid relnode, const char *provider,
+			   const char *version, bytea *material, uint8 *raw)
+{
+	KeyAuditEvent ev = {0};
+
+	ev.provider = provider;
+	ev.master_key_version = version;
+	ev.relation = psprintf("file %u/%u", spc, relnode);
+	ev.detail = psprintf("{\"table_key\":%d}", key_id);
+	PG_TRY();
+	{
+		kms_unwrap_secret(kms_get_provider(provider), version, NULL,
+						  (const uint8_t *) VARDATA_ANY(material),
+						  VARSIZE_ANY_EXHDR(material),
+						  raw, TDE_KEY_LEN, psprintf("relation key %d", key_id));
+	}
+	PG_CATCH();
+	{
+		ev.kind = KEY_AUDIT_UNWRAP_FAILED;
+		key_audit_error(&ev);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	ev.kind = KEY_AUDIT_TABLE_KEY_UNWRAPPED;
+	key_audit_count_unwrap(&ev);
 }
 
 /*
@@ -997,10 +1067,7 @@ read_key(int32 key_id, uint8 *raw, Oid *spc, Oid *relnode)
 	table_close(rel, AccessShareLock);
 	if (material == NULL)
 		return false;
-	kms_unwrap_secret(kms_get_provider(provider), version, NULL,
-					  (const uint8_t *) VARDATA_ANY(material),
-					  VARSIZE_ANY_EXHDR(material),
-					  raw, TDE_KEY_LEN, psprintf("relation key %d", key_id));
+	unwrap_audited(key_id, *spc, *relnode, provider, version, material, raw);
 	return true;
 }
 
@@ -1068,7 +1135,7 @@ tde_current_key(Relation rel)
 		if (key_id == 0)
 		{
 			/* a file without a key (should not happen): give it one now */
-			key_id = create_file_key(&rel->rd_node);
+			key_id = create_file_key(&rel->rd_node, rel);
 		}
 		key = tde_key_by_id(key_id);
 		if (generation != keys_generation)
@@ -1111,7 +1178,7 @@ rekey(Relation rel)
 					 errmsg("a new relation key cannot be made during a parallel operation"),
 					 errdetail("The key reached bsoncrypt.at_rest_key_max_uses."),
 					 errhint("Run the statement without parallel workers (SET max_parallel_workers_per_gather = 0).")));
-		(void) create_file_key(&rel->rd_node);
+		(void) create_file_key(&rel->rd_node, rel);
 		key = tde_current_key(rel);
 	}
 	error_context_stack = callback.previous;

@@ -424,6 +424,11 @@ kmip_server('stop');
 is($state, '08001', 'the KMIP server stopped: 08001');
 like($msg, qr/could not connect to KMIP server "127\.0\.0\.1:$kport": Connection refused/, '... "Connection refused"');
 ok($secs < 3, sprintf('... at once (%.1f s)', $secs));
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) > 0 FROM bsoncrypt.key_audit
+		   WHERE event = 'provider_error' AND provider = 'kmip' AND result = 'error'
+		     AND sqlstate = '08001' AND message ~ 'Connection refused'}),
+	'... recorded in the audit trail as a provider error, although its transaction failed');
 reload_with("bsoncrypt.kmip_key_id = '$k4'\n");
 sql(q{SELECT rotate_master_key('kmip')});
 ok( $node->poll_query_until('postgres',
@@ -435,6 +440,10 @@ like(sql(q{SELECT last_error FROM rotation_status WHERE provider = 'kmip'}),
 	qr/could not connect to KMIP server "127\.0\.0\.1:$kport"/, '... the error in rotation_status');
 ok( $node->poll_query_until('postgres', q{SELECT failures >= 2 FROM rotation_status WHERE provider = 'kmip'}),
 	'... and retries with backoff');
+ok( $node->poll_query_until('postgres',
+		q{SELECT count(*) >= 2 FROM bsoncrypt.key_audit
+		   WHERE event = 'rotation_failed' AND provider = 'kmip' AND sqlstate = '08001'}),
+	'... each failed attempt in the audit trail');
 kmip_server('start');
 ok($node->poll_query_until('postgres', q{SELECT state FROM rotation_status WHERE provider = 'kmip'}, 'done'),
 	'once the server is back, the worker finishes the rotation by itself');

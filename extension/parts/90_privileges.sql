@@ -57,6 +57,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, bsoncrypt, pg_temp AS $$
 BEGIN
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON bsoncrypt.key_vault TO %s', role);
     EXECUTE format('GRANT SELECT ON bsoncrypt.key_alt_names TO %s', role);
+    EXECUTE format('GRANT SELECT ON bsoncrypt.key_audit TO %s', role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION
         bsoncrypt.create_data_key(text, text[], bytea, bsoncrypt.bson),
         bsoncrypt.get_key(uuid),
@@ -75,7 +76,8 @@ BEGIN
                                            bigint[], bigint[], integer[]),
         bsoncrypt.supply_customer_key(text, bytea),
         bsoncrypt.clear_customer_key(text),
-        bsoncrypt.supplied_customer_keys() TO %s', role);
+        bsoncrypt.supplied_customer_keys(),
+        bsoncrypt.key_audit_queue_status() TO %s', role);
 END $$;
 COMMENT ON FUNCTION grant_key_admin(regrole) IS
     'let a role manage data keys (MongoDB''s ClientEncryption key API); it cannot encrypt, decrypt or change master keys';
