@@ -105,6 +105,13 @@ like(
 	qr/"provider" : "customer", "keyName" : "alice", "keyCheck" : \{ "\$binary"/,
 	'the masterKey document names the provider, the key and its check value');
 
+# the audit trail records the supply by name (its writer drains the queue)
+ok( $node->poll_query_until('postgres', q{
+	SELECT count(*) > 0 FROM bsoncrypt.key_audit
+	 WHERE event = 'customer_key_supplied' AND key_alt_name = 'alice'
+	   AND provider = 'customer' AND result = 'ok'}),
+	'supplying a customer key is in the audit trail, by name');
+
 # the customer key wraps in MongoDB's local format: the key document, with
 # masterKey {provider: "local"}, imports under a local master key of the
 # same 96 bytes (import_key checks that the local key unwraps it)
