@@ -223,4 +223,14 @@ SELECT c.relname, a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam
  WHERE c.relname IN ('e_off', 'p_on', 'e_include', 'e_opclass', 'e_asked', 'p_explicit') ORDER BY 1;
 SELECT 'x'::sealed_key;
 
+-- a parallel VACUUM whose workers delete emptied pages (a page deletion
+-- searches the tree, opening keys inside btree's bulk delete)
+DELETE FROM e WHERE id BETWEEN 1000 AND 2500;   -- empties leaf pages: page deletion searches the tree
+SET min_parallel_index_scan_size = 0;
+SET max_parallel_maintenance_workers = 2;
+VACUUM (PARALLEL 2) e;
+RESET min_parallel_index_scan_size;
+RESET max_parallel_maintenance_workers;
+SELECT encrypted_index_check('e_pkey'), encrypted_index_check('e_name_key');
+
 DROP TABLE e_child, p_child, e, p;

@@ -697,9 +697,17 @@ key_audit_count_unwrap(const KeyAuditEvent *ev)
 									HASH_ELEM | HASH_BLOBS);
 		RegisterXactCallback(counts_xact_callback, NULL);
 	}
+	/*
+	 * on_shmem_exit, not before_shmem_exit: this runs inside whatever asked
+	 * for the key, e.g. btbulkdelete of an encrypted index, whose
+	 * PG_ENSURE_ERROR_CLEANUP cancels its own before_shmem_exit callback
+	 * and fails if another was registered after it.  Registered now, the
+	 * callback runs before the earlier-registered ProcKill and shared
+	 * memory detach, so the queue is still usable.
+	 */
 	if (!exit_flush_registered)
 	{
-		before_shmem_exit(flush_at_exit, (Datum) 0);
+		on_shmem_exit(flush_at_exit, (Datum) 0);
 		exit_flush_registered = true;
 	}
 	memset(&key, 0, sizeof(key));
