@@ -186,6 +186,38 @@ cmp_proc_of(Oid left, Oid right)
 }
 
 /* ------------------------------------------------------------------------
+ * The stored format's header (tde_index.h)
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Common built-in types, by their one-byte code in a stored key (never
+ * renumber: the codes are stored).  Other types store their oid.
+ */
+static const Oid type_codes[] = {
+	InvalidOid,					/* 0: the oid follows */
+	INT2OID, INT4OID, INT8OID, TEXTOID, VARCHAROID, BPCHAROID, UUIDOID,
+	NUMERICOID, TIMESTAMPTZOID, TIMESTAMPOID, DATEOID, BYTEAOID, FLOAT4OID,
+	FLOAT8OID, OIDOID, BOOLOID, NAMEOID, TIMEOID, INTERVALOID,
+};
+
+static uint8
+type_code(Oid typid)
+{
+	for (int i = 1; i < lengthof(type_codes); i++)
+		if (type_codes[i] == typid)
+			return (uint8) i;
+	return 0;
+}
+
+/* the length of a stored key's header, its associated data */
+static inline Size
+stored_aad_len(const uint8 *p)
+{
+	return p[5] == 0 ? SEALED_AAD_MAX : SEALED_AAD_MIN;
+}
+
+/* ------------------------------------------------------------------------
  * The cache of opened keys
  *
  * Three parts, all direct-mapped by bits of the stored key's random nonce
@@ -299,7 +331,7 @@ nonce_word(const uint8 *stored, int n)
 {
 	uint32		h;
 
-	memcpy(&h, stored + SEALED_AAD_LEN + n * sizeof(uint32), sizeof(h));
+	memcpy(&h, stored + stored_aad_len(stored) + n * sizeof(uint32), sizeof(h));
 	return h;
 }
 
@@ -420,11 +452,11 @@ get_u32(const uint8 *p)
 }
 
 /*
- * The bytes a value is sealed as (*data, *len) and its flags: a fixed-length
- * value's bytes, a varlena's data (or, compressed, the whole varlena).
+ * The bytes a value is sealed as (*data, *len), and whether they are a whole
+ * compressed varlena: a fixed-length value's bytes, a varlena's data.
  * Large varlenas are compressed first (ciphertext does not compress).
  */
-static uint8
+static bool
 plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *len)
 {
 	if (facts->typlen == -1)
@@ -445,11 +477,11 @@ plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *l
 		{
 			*data = (const uint8 *) v;
 			*len = VARSIZE(v);
-			return SEALED_FLAG_COMPRESSED;
+			return true;
 		}
 		*data = (const uint8 *) VARDATA_ANY(v);
 		*len = VARSIZE_ANY_EXHDR(v);
-		return 0;
+		return false;
 	}
 	if (facts->typbyval)
 	{
@@ -461,7 +493,7 @@ plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *l
 	else
 		*data = (const uint8 *) DatumGetPointer(value);
 	*len = facts->typlen;
-	return 0;
+	return false;
 }
 
 /*
@@ -487,11 +519,14 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 	const TypeFacts *facts = type_facts_of(typid);
 	const uint8 *data;
 	Size		len;
-	uint8		flags = plaintext_bytes(facts, value, &data, &len);
-	Size		total = VARHDRSZ + SEALED_OVERHEAD + len;
+	bool		compressed = plaintext_bytes(facts, value, &data, &len);
+	uint8		code = type_code(typid);
+	Size		aadlen = code != 0 ? SEALED_AAD_MIN : SEALED_AAD_MAX;
+	Size		total = VARHDRSZ + aadlen + SEALED_NONCE_LEN + len + SEALED_TAG_LEN;
 	TdeKey	   *key;
 	struct varlena *result;
 	uint8	   *p;
+	uint8	   *t;
 
 	if (total > BLCKSZ)
 		ereport(ERROR,
@@ -502,18 +537,26 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 	result = palloc(total);
 	SET_VARSIZE(result, total);
 	p = (uint8 *) VARDATA(result);
-	p[0] = SEALED_FORMAT_STORED;
-	p[1] = flags;
-	put_u32(p + 2, (uint32) tde_key_id(key));
-	put_u32(p + 6, typid);
-	put_u32(p + 10, ItemPointerGetBlockNumberNoCheck(tid));
-	p[14] = (uint8) (ItemPointerGetOffsetNumberNoCheck(tid) >> 8);
-	p[15] = (uint8) ItemPointerGetOffsetNumberNoCheck(tid);
-	tde_seal(key, p, SEALED_AAD_LEN, data, len, p + SEALED_AAD_LEN,
-			 p + SEALED_HEADER_LEN, p + SEALED_HEADER_LEN + len);
-
-	if (flags == 0)
+	p[0] = compressed ? SEALED_FORMAT_COMPRESSED : SEALED_FORMAT_STORED;
+	put_u32(p + 1, (uint32) tde_key_id(key));
+	p[5] = code;
+	t = p + 6;
+	if (code == 0)
 	{
+		put_u32(t, typid);
+		t += 4;
+	}
+	put_u32(t, ItemPointerGetBlockNumberNoCheck(tid));
+	t[4] = (uint8) (ItemPointerGetOffsetNumberNoCheck(tid) >> 8);
+	t[5] = (uint8) ItemPointerGetOffsetNumberNoCheck(tid);
+	Assert(t + 6 == p + aadlen);
+	tde_seal(key, p, aadlen, data, len, p + aadlen, p + aadlen + SEALED_NONCE_LEN,
+			 p + aadlen + SEALED_NONCE_LEN + len);
+
+	if (!compressed)
+	{
+		Size		stored_len = total - VARHDRSZ;
+
 		/* the image: a 4-byte-header varlena, or the fixed bytes */
 		if (facts->typlen == -1)
 		{
@@ -521,34 +564,47 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 
 			SET_VARSIZE(image, VARHDRSZ + len);
 			memcpy(VARDATA(image), data, len);
-			cache_store(p, total - VARHDRSZ, image, VARHDRSZ + len, true);
+			cache_store(p, stored_len, image, VARHDRSZ + len, true);
 			pfree(image);
 		}
 		else
-			cache_store(p, total - VARHDRSZ, data, len, true);
+			cache_store(p, stored_len, data, len, true);
 	}
 	return result;
 }
 
-/* Decrypt a stored key (payload p of len bytes) into out. */
+/* Decrypt a stored key (payload p of len bytes, its format checked) into out. */
 static void
 open_stored(const uint8 *p, Size len, SealedValue *out)
 {
-	uint8		flags = p[1];
-	int32		key_id = (int32) get_u32(p + 2);
-	Oid			typid = get_u32(p + 6);
-	Size		ctlen = len - SEALED_OVERHEAD;
+	bool		compressed = p[0] == SEALED_FORMAT_COMPRESSED;
+	int32		key_id = (int32) get_u32(p + 1);
+	Size		aadlen = stored_aad_len(p);
+	const uint8 *t = p + 6;
+	const uint8 *nonce = p + aadlen;
+	const uint8 *ct = nonce + SEALED_NONCE_LEN;
+	Size		ctlen;
 	const TypeFacts *facts;
 	const OpenedSlot *slot;
 	Datum		byval;
 	void	   *image;
 	TdeKey	   *key;
 
+	if (len < aadlen + SEALED_NONCE_LEN + SEALED_TAG_LEN ||
+		p[5] >= lengthof(type_codes))
+		report_corrupt_key("the stored key has an invalid header");
+	ctlen = len - aadlen - SEALED_NONCE_LEN - SEALED_TAG_LEN;
 	out->stored = true;
 	out->key_id = key_id;
-	out->typid = typid;
-	ItemPointerSet(&out->tid, get_u32(p + 10), (OffsetNumber) ((p[14] << 8) | p[15]));
-	facts = type_facts_of(typid);
+	if (p[5] != 0)
+		out->typid = type_codes[p[5]];
+	else
+	{
+		out->typid = get_u32(t);
+		t += 4;
+	}
+	ItemPointerSet(&out->tid, get_u32(t), (OffsetNumber) ((t[4] << 8) | t[5]));
+	facts = type_facts_of(out->typid);
 
 	slot = cache_lookup(p, len);
 	if (slot != NULL)
@@ -567,18 +623,14 @@ open_stored(const uint8 *p, Size len, SealedValue *out)
 	key = tde_key_by_id(key_id);
 	if (key == NULL)
 		report_corrupt_key(psprintf("relation key %d does not exist", key_id));
-	if ((flags & ~SEALED_FLAG_COMPRESSED) != 0 ||
-		((flags & SEALED_FLAG_COMPRESSED) == 0 && facts->typlen > 0 &&
-		 ctlen != (Size) facts->typlen))
+	if (!compressed && facts->typlen > 0 && ctlen != (Size) facts->typlen)
 		report_corrupt_key("the stored key has an invalid header");
 
-	if (flags & SEALED_FLAG_COMPRESSED)
+	if (compressed)
 	{
 		struct varlena *whole = palloc(Max(ctlen, VARHDRSZ));
 
-		if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
-					  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
-					  (uint8 *) whole))
+		if (!tde_open(key, p, aadlen, nonce, ct, ctlen, ct + ctlen, (uint8 *) whole))
 			report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
 		if (facts->typlen != -1 || !VARATT_IS_COMPRESSED(whole) || VARSIZE_ANY(whole) != ctlen)
 			report_corrupt_key("the decrypted key has an invalid length");
@@ -590,18 +642,14 @@ open_stored(const uint8 *p, Size len, SealedValue *out)
 		struct varlena *v = palloc(VARHDRSZ + ctlen);
 
 		SET_VARSIZE(v, VARHDRSZ + ctlen);
-		if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
-					  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
-					  (uint8 *) VARDATA(v)))
+		if (!tde_open(key, p, aadlen, nonce, ct, ctlen, ct + ctlen, (uint8 *) VARDATA(v)))
 			report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
 		cache_store(p, len, v, VARHDRSZ + ctlen, false);
 		out->value = PointerGetDatum(v);
 		return;
 	}
 	image = facts->typbyval ? (void *) &byval : palloc(Max(ctlen, sizeof(Datum)));
-	if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
-				  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
-				  image))
+	if (!tde_open(key, p, aadlen, nonce, ct, ctlen, ct + ctlen, image))
 		report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
 	cache_store(p, len, image, ctlen, false);
 	out->value = image_datum(facts, image);
@@ -622,7 +670,8 @@ sealed_key_open(Datum datum, SealedValue *out)
 		v = detoast_attr(v);	/* compressed by index_form_tuple (large keys) */
 	p = (const uint8 *) VARDATA_ANY(v);
 	len = VARSIZE_ANY_EXHDR(v);
-	if (len >= SEALED_OVERHEAD && p[0] == SEALED_FORMAT_STORED)
+	if (len >= SEALED_OVERHEAD_MIN &&
+		(p[0] == SEALED_FORMAT_STORED || p[0] == SEALED_FORMAT_COMPRESSED))
 	{
 		open_stored(p, len, out);
 		return;
