@@ -228,7 +228,7 @@ stored_aad_len(const uint8 *p)
  *   times (its descent, btree's check of the scan keys, check_entry).
  * - slots: bsoncrypt.index_key_cache kilobytes of keys opened again after
  *   a while: the upper levels of the trees, hot keys.  A key enters when
- *   it was missed twice, or sealed and then missed (seen says so): keys
+ *   it was missed twice (seen says so), or when it was just sealed: keys
  *   met once, such as most leaf keys of a random lookup, would only evict
  *   the keys every descent needs, and make each lookup a memory stall.
  * - seen: a fingerprint of each recently missed key, for the above.
@@ -383,8 +383,7 @@ fill_slot(OpenedSlot *slot, const uint8 *stored, Size len, const void *image,
 
 /*
  * Keep the image of a stored key: in recent, and in the slots if it was
- * missed before.  A key just sealed counts as missed once: an index build
- * seals a million keys, and compares each only with its neighbours.
+ * missed before (or always, when just sealed).
  */
 static void
 cache_store(const uint8 *stored, Size len, const void *image, Size image_len,
@@ -401,7 +400,7 @@ cache_store(const uint8 *stored, Size len, const void *image, Size image_len,
 	{
 		uint32	   *fp = &seen[(w1 / RECENT_SLOTS) % SEEN_SLOTS];
 
-		if (!sealed && *fp == (w0 | 1))
+		if (sealed || *fp == (w0 | 1))
 		{
 			fill_slot(&slots[w0 & (nslots - 1)], stored, len, image, image_len);
 			slot_tags[w0 & (nslots - 1)] = slot_tag(stored);
