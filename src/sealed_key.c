@@ -234,7 +234,8 @@ stored_aad_len(const uint8 *p)
  * - seen: a fingerprint of each recently missed key, for the above.
  * ------------------------------------------------------------------------
  */
-#define SLOT_SIZE		128		/* two cache lines */
+/* a slot holds a text key of up to ~100 bytes; lookups read the lines they compare */
+#define SLOT_SIZE		256
 #define SLOT_DATA		(SLOT_SIZE - 2 * sizeof(uint16))
 #define RECENT_SLOTS	32
 #define SEEN_SLOTS		16384
