@@ -30,7 +30,7 @@
  *	  Deduplication stays off (no opclass declares equal images; equal keys
  *	  are not equal bytes), INCLUDE columns are refused (they would be
  *	  stored as they are), and the scan-side state of each scan is kept in
- *	  a per-backend map (btree owns scan->opaque).
+ *	  a per-backend list (btree owns scan->opaque).
  *
  *-------------------------------------------------------------------------
  */
@@ -66,17 +66,33 @@ static IndexAmRoutine *btree_rt = NULL;
 /* Per-scan state: ours, next to btree's scan->opaque */
 typedef struct EbScan
 {
-	IndexScanDesc scan;			/* hash key */
+	IndexScanDesc scan;			/* whose state this is */
 	MemoryContext keycxt;		/* probes and wrapped operators, per rescan */
 	MemoryContext tupcxt;		/* opened entries, per returned tuple */
 	bool		rescanned;
 	bool		want_itup;		/* the caller's (index-only scan) */
-	TupleDesc	plaindesc;		/* what index-only scans get */
+	TupleDesc	plaindesc;		/* what index-only scans get (made for them) */
 	int32		own_keys[8];	/* keys already seen to be of this index's file */
 	int			n_own_keys;
 } EbScan;
 
-static HTAB *scans = NULL;
+/*
+ * The states of the scans open in this backend, newest last: a few at a
+ * time (a query's index scans), so searched from the end.  The states live
+ * in their scans' memory; scans an error left open are forgotten at
+ * transaction end.  Entries are found by the scan's address, without
+ * reading the state: a new scan at the address of one an error left open
+ * (a subtransaction's) replaces its entry.
+ */
+typedef struct ScanRef
+{
+	IndexScanDesc scan;
+	EbScan	   *st;
+} ScanRef;
+
+static ScanRef *scans = NULL;
+static int	nscans = 0;
+static int	maxscans = 0;
 static bool scans_callback_registered = false;
 
 static const IndexAmRoutine *
@@ -163,47 +179,79 @@ eb_insert(Relation index, Datum *values, bool *isnull, ItemPointer tid,
 static void
 scans_xact_callback(XactEvent event, void *arg)
 {
-	/* the map lives in TopTransactionContext; scans not ended (errors) go with it */
+	/* scans not ended (errors) went with their memory */
 	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
 		event == XACT_EVENT_PARALLEL_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_PREPARE)
-		scans = NULL;
+		nscans = 0;
+}
+
+static int
+scan_index(IndexScanDesc scan)
+{
+	for (int i = nscans - 1; i >= 0; i--)
+		if (scans[i].scan == scan)
+			return i;
+	return -1;
 }
 
 static EbScan *
 scan_state(IndexScanDesc scan)
 {
-	EbScan	   *st = scans ? hash_search(scans, &scan, HASH_FIND, NULL) : NULL;
+	int			i = scan_index(scan);
 
-	if (st == NULL)
+	if (i < 0)
 		elog(ERROR, "encrypted_btree scan state is missing");
-	return st;
+	return scans[i].st;
+}
+
+/* Remember st; a state left by a scan at the same address (an error) goes. */
+static void
+remember_scan(EbScan *st)
+{
+	int			i = scan_index(st->scan);
+
+	if (i >= 0)
+	{
+		scans[i].st = st;
+		return;
+	}
+	if (!scans_callback_registered)
+	{
+		RegisterXactCallback(scans_xact_callback, NULL);
+		scans_callback_registered = true;
+	}
+	if (nscans == maxscans)
+	{
+		int			n = Max(8, maxscans * 2);
+
+		scans = scans == NULL ?
+			MemoryContextAlloc(TopMemoryContext, n * sizeof(ScanRef)) :
+			repalloc(scans, n * sizeof(ScanRef));
+		maxscans = n;
+	}
+	scans[nscans].scan = st->scan;
+	scans[nscans].st = st;
+	nscans++;
+}
+
+static void
+forget_scan(IndexScanDesc scan)
+{
+	int			i = scan_index(scan);
+
+	if (i < 0)
+		return;
+	memmove(&scans[i], &scans[i + 1], (nscans - i - 1) * sizeof(ScanRef));
+	nscans--;
 }
 
 static IndexScanDesc
 eb_beginscan(Relation index, int nkeys, int norderbys)
 {
 	IndexScanDesc scan = btree_routine()->ambeginscan(index, nkeys, norderbys);
-	int			natts = IndexRelationGetNumberOfAttributes(index);
-	EbScan	   *st;
-	TupleDesc	desc;
+	EbScan	   *st = palloc(sizeof(EbScan));
 
-	if (scans == NULL)
-	{
-		HASHCTL		ctl;
-
-		if (!scans_callback_registered)
-		{
-			RegisterXactCallback(scans_xact_callback, NULL);
-			scans_callback_registered = true;
-		}
-		ctl.keysize = sizeof(IndexScanDesc);
-		ctl.entrysize = sizeof(EbScan);
-		ctl.hcxt = TopTransactionContext;
-		scans = hash_create("encrypted_btree scans", 16, &ctl,
-							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	st = hash_search(scans, &scan, HASH_ENTER, NULL);
 	st->scan = scan;
 	st->keycxt = AllocSetContextCreate(CurrentMemoryContext, "encrypted_btree scan keys",
 									   ALLOCSET_SMALL_SIZES);
@@ -212,15 +260,26 @@ eb_beginscan(Relation index, int nkeys, int norderbys)
 	st->rescanned = false;
 	st->want_itup = false;
 	st->n_own_keys = 0;
+	st->plaindesc = NULL;
+	remember_scan(st);
+	return scan;
+}
 
-	desc = CreateTemplateTupleDesc(natts);
+/* The descriptor of the plaintext entries index-only scans get. */
+static TupleDesc
+plain_desc(Relation index, MemoryContext cxt)
+{
+	int			natts = IndexRelationGetNumberOfAttributes(index);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	TupleDesc	desc = CreateTemplateTupleDesc(natts);
+
 	for (int i = 0; i < natts; i++)
 	{
 		TupleDescInitEntry(desc, i + 1, NULL, index->rd_opcintype[i], -1, 0);
 		TupleDescInitEntryCollation(desc, i + 1, index->rd_indcollation[i]);
 	}
-	st->plaindesc = desc;
-	return scan;
+	MemoryContextSwitchTo(old);
+	return desc;
 }
 
 /*
@@ -281,6 +340,8 @@ eb_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 		/* the executor says before the first rescan whether it wants tuples */
 		st->want_itup = scan->xs_want_itup;
 		st->rescanned = true;
+		if (st->want_itup)
+			st->plaindesc = plain_desc(index, GetMemoryChunkContext(st));
 	}
 	/* every entry returned is checked, which needs its stored keys */
 	scan->xs_want_itup = true;
@@ -413,7 +474,8 @@ eb_endscan(IndexScanDesc scan)
 
 	MemoryContextDelete(st->keycxt);
 	MemoryContextDelete(st->tupcxt);
-	hash_search(scans, &scan, HASH_REMOVE, NULL);
+	forget_scan(scan);
+	pfree(st);
 	btree_routine()->amendscan(scan);
 }
 

@@ -186,28 +186,93 @@ cmp_proc_of(Oid left, Oid right)
 }
 
 /* ------------------------------------------------------------------------
- * The cache of opened keys
+ * The stored format's header (tde_index.h)
  * ------------------------------------------------------------------------
  */
+
+/*
+ * Common built-in types, by their one-byte code in a stored key (never
+ * renumber: the codes are stored).  Other types store their oid.
+ */
+static const Oid type_codes[] = {
+	InvalidOid,					/* 0: the oid follows */
+	INT2OID, INT4OID, INT8OID, TEXTOID, VARCHAROID, BPCHAROID, UUIDOID,
+	NUMERICOID, TIMESTAMPTZOID, TIMESTAMPOID, DATEOID, BYTEAOID, FLOAT4OID,
+	FLOAT8OID, OIDOID, BOOLOID, NAMEOID, TIMEOID, INTERVALOID,
+};
+
+static uint8
+type_code(Oid typid)
+{
+	for (int i = 1; i < lengthof(type_codes); i++)
+		if (type_codes[i] == typid)
+			return (uint8) i;
+	return 0;
+}
+
+/* the length of a stored key's header, its associated data */
+static inline Size
+stored_aad_len(const uint8 *p)
+{
+	return p[5] == 0 ? SEALED_AAD_MAX : SEALED_AAD_MIN;
+}
+
+/* ------------------------------------------------------------------------
+ * The cache of opened keys
+ *
+ * Three parts, all direct-mapped by bits of the stored key's random nonce
+ * and all holding whole copies of the stored bytes (every byte compared on
+ * lookup, so a changed key never hits):
+ * - recent: the last few dozen keys opened, small enough to stay in the
+ *   CPU's first-level cache.  A scan opens the entry it returns up to three
+ *   times (its descent, btree's check of the scan keys, check_entry).
+ * - slots: bsoncrypt.index_key_cache kilobytes of keys opened again after
+ *   a while: the upper levels of the trees, hot keys.  A key enters when
+ *   it was missed twice (seen says so), or when it was just sealed: keys
+ *   met once, such as most leaf keys of a random lookup, would only evict
+ *   the keys every descent needs, and make each lookup a memory stall.
+ * - seen: a fingerprint of each recently missed key, for the above.
+ * ------------------------------------------------------------------------
+ */
+/* a slot holds a text key of up to ~100 bytes; lookups read the lines they compare */
 #define SLOT_SIZE		256
 #define SLOT_DATA		(SLOT_SIZE - 2 * sizeof(uint16))
+#define RECENT_SLOTS	32
+#define SEEN_SLOTS		16384
 
 typedef struct OpenedSlot
 {
 	uint16		stored_len;		/* 0: empty */
 	uint16		image_len;
-	uint8		data[SLOT_DATA];	/* stored bytes, then the image (aligned) */
+	uint8		data[SLOT_DATA];	/* stored bytes, then the image */
 } OpenedSlot;
 
-static OpenedSlot *slots = NULL;
+static OpenedSlot *slots = NULL;	/* SLOT_SIZE-aligned */
+static uint16 *slot_tags = NULL;	/* per slot: 0, or a tag of the key it holds */
+static void *slots_alloc = NULL;
 static uint32 nslots = 0;		/* a power of two, or 0 */
+static int	slots_kb = -1;		/* sealed_cache_kb they were sized for */
 static uint64 slots_epoch = 0;	/* tde_keys_epoch() they were filled under */
+static OpenedSlot recent[RECENT_SLOTS] pg_attribute_aligned(64);
+static uint32 seen[SEEN_SLOTS];
 
 #define IMAGE_OFFSET(stored_len)	MAXALIGN(stored_len)
 
-/* The slots, sized by the setting and emptied when relation keys changed. */
-static bool
-cache_ready(void)
+static void
+forget_opened_keys(void)
+{
+	if (slots != NULL)
+	{
+		explicit_bzero(slots, (Size) nslots * SLOT_SIZE);
+		memset(slot_tags, 0, (Size) nslots * sizeof(uint16));
+	}
+	explicit_bzero(recent, sizeof(recent));
+	memset(seen, 0, sizeof(seen));
+}
+
+/* Size the slots by the setting (when it changed). */
+static void
+size_slots(void)
 {
 	uint32		want = 0;
 
@@ -217,74 +282,133 @@ cache_ready(void)
 		while ((uint64) want * 2 * SLOT_SIZE <= (uint64) sealed_cache_kb * 1024)
 			want *= 2;
 	}
-	if (want != nslots)
-	{
-		if (slots != NULL)
-		{
-			explicit_bzero(slots, (Size) nslots * SLOT_SIZE);
-			pfree(slots);
-			slots = NULL;
-		}
-		nslots = 0;
-		if (want > 0)
-		{
-			slots = MemoryContextAllocExtended(TopMemoryContext, (Size) want * SLOT_SIZE,
-											   MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
-			if (slots != NULL)
-				nslots = want;
-		}
-		slots_epoch = tde_keys_epoch();
-	}
-	if (nslots == 0)
-		return false;
-	if (slots_epoch != tde_keys_epoch())
+	slots_kb = sealed_cache_kb;
+	if (want == nslots)
+		return;
+	if (slots != NULL)
 	{
 		explicit_bzero(slots, (Size) nslots * SLOT_SIZE);
-		slots_epoch = tde_keys_epoch();
+		pfree(slots_alloc);
 	}
-	return true;
+	slots = NULL;
+	slot_tags = NULL;
+	slots_alloc = NULL;
+	nslots = 0;
+	if (want > 0)
+	{
+		slots_alloc = MemoryContextAllocExtended(TopMemoryContext,
+												 (Size) want * (SLOT_SIZE + sizeof(uint16)) + SLOT_SIZE,
+												 MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+		if (slots_alloc != NULL)
+		{
+			slots = (OpenedSlot *) TYPEALIGN(SLOT_SIZE, slots_alloc);
+			slot_tags = (uint16 *) (slots + want);
+			nslots = want;
+		}
+	}
 }
 
-/* The slot of a stored key: the nonce is random, its first bytes a hash. */
-static OpenedSlot *
-slot_of(const uint8 *stored)
+/* Make the cache current: sized by the setting, emptied when relation keys changed. */
+static inline void
+cache_ready(void)
+{
+	if (unlikely(slots_kb != sealed_cache_kb))
+		size_slots();
+	if (unlikely(slots_epoch != tde_keys_epoch()))
+	{
+		forget_opened_keys();
+		slots_epoch = tde_keys_epoch();
+	}
+}
+
+/*
+ * The stored key's nonce, a random number: its first and second words.  The
+ * first picks the key's slot, the second its place in recent and seen, and
+ * its upper half tags the slot (read first: the tags fit the CPU's caches,
+ * the slots need not).
+ */
+static inline uint32
+nonce_word(const uint8 *stored, int n)
 {
 	uint32		h;
 
-	memcpy(&h, stored + SEALED_AAD_LEN, sizeof(h));
-	return (OpenedSlot *) ((char *) slots + (Size) (h & (nslots - 1)) * SLOT_SIZE);
+	memcpy(&h, stored + stored_aad_len(stored) + n * sizeof(uint32), sizeof(h));
+	return h;
 }
 
-/* The cached image of a stored key, copied into CurrentMemoryContext, or NULL. */
-static void *
+static inline uint16
+slot_tag(const uint8 *stored)
+{
+	return (uint16) (nonce_word(stored, 1) >> 16) | 1;
+}
+
+static inline bool
+slot_holds(const OpenedSlot *slot, const uint8 *stored, Size len)
+{
+	return slot->stored_len == len && memcmp(slot->data, stored, len) == 0;
+}
+
+/* The slot holding the opened image of a stored key, or NULL. */
+static const OpenedSlot *
 cache_lookup(const uint8 *stored, Size len)
 {
-	OpenedSlot *slot;
-	void	   *image;
+	const OpenedSlot *slot;
 
-	if (len > SLOT_DATA || !cache_ready())
+	if (len > SLOT_DATA)
 		return NULL;
-	slot = slot_of(stored);
-	if (slot->stored_len != len || memcmp(slot->data, stored, len) != 0)
-		return NULL;
-	image = palloc(Max(slot->image_len, sizeof(Datum)));
-	memcpy(image, slot->data + IMAGE_OFFSET(len), slot->image_len);
-	return image;
+	cache_ready();
+	slot = &recent[nonce_word(stored, 1) % RECENT_SLOTS];
+	if (slot_holds(slot, stored, len))
+		return slot;
+	if (nslots > 0)
+	{
+		uint32		i = nonce_word(stored, 0) & (nslots - 1);
+
+		if (slot_tags[i] == slot_tag(stored) && slot_holds(&slots[i], stored, len))
+			return &slots[i];
+	}
+	return NULL;
 }
 
 static void
-cache_store(const uint8 *stored, Size len, const void *image, Size image_len)
+fill_slot(OpenedSlot *slot, const uint8 *stored, Size len, const void *image,
+		  Size image_len)
 {
-	OpenedSlot *slot;
-
-	if (IMAGE_OFFSET(len) + image_len > SLOT_DATA || !cache_ready())
-		return;
-	slot = slot_of(stored);
-	explicit_bzero(slot, SLOT_SIZE);
+	explicit_bzero(slot, offsetof(OpenedSlot, data) + IMAGE_OFFSET(slot->stored_len) +
+				   slot->image_len);
 	memcpy(slot->data, stored, len);
 	memcpy(slot->data + IMAGE_OFFSET(len), image, image_len);
 	slot->stored_len = (uint16) len;
 	slot->image_len = (uint16) image_len;
+}
+
+/*
+ * Keep the image of a stored key: in recent, and in the slots if it was
+ * missed before (or always, when just sealed).
+ */
+static void
+cache_store(const uint8 *stored, Size len, const void *image, Size image_len,
+			bool sealed)
+{
+	uint32		w0 = nonce_word(stored, 0);
+	uint32		w1 = nonce_word(stored, 1);
+
+	if (IMAGE_OFFSET(len) + image_len > SLOT_DATA)
+		return;
+	cache_ready();
+	fill_slot(&recent[w1 % RECENT_SLOTS], stored, len, image, image_len);
+	if (nslots > 0)
+	{
+		uint32	   *fp = &seen[(w1 / RECENT_SLOTS) % SEEN_SLOTS];
+
+		if (sealed || *fp == (w0 | 1))
+		{
+			fill_slot(&slots[w0 & (nslots - 1)], stored, len, image, image_len);
+			slot_tags[w0 & (nslots - 1)] = slot_tag(stored);
+		}
+		else
+			*fp = w0 | 1;
+	}
 }
 
 void
@@ -329,11 +453,11 @@ get_u32(const uint8 *p)
 }
 
 /*
- * The bytes a value is sealed as (*data, *len) and its flags: a fixed-length
- * value's bytes, a varlena's data (or, compressed, the whole varlena).
+ * The bytes a value is sealed as (*data, *len), and whether they are a whole
+ * compressed varlena: a fixed-length value's bytes, a varlena's data.
  * Large varlenas are compressed first (ciphertext does not compress).
  */
-static uint8
+static bool
 plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *len)
 {
 	if (facts->typlen == -1)
@@ -354,11 +478,11 @@ plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *l
 		{
 			*data = (const uint8 *) v;
 			*len = VARSIZE(v);
-			return SEALED_FLAG_COMPRESSED;
+			return true;
 		}
 		*data = (const uint8 *) VARDATA_ANY(v);
 		*len = VARSIZE_ANY_EXHDR(v);
-		return 0;
+		return false;
 	}
 	if (facts->typbyval)
 	{
@@ -370,7 +494,7 @@ plaintext_bytes(const TypeFacts *facts, Datum value, const uint8 **data, Size *l
 	else
 		*data = (const uint8 *) DatumGetPointer(value);
 	*len = facts->typlen;
-	return 0;
+	return false;
 }
 
 /*
@@ -396,11 +520,14 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 	const TypeFacts *facts = type_facts_of(typid);
 	const uint8 *data;
 	Size		len;
-	uint8		flags = plaintext_bytes(facts, value, &data, &len);
-	Size		total = VARHDRSZ + SEALED_OVERHEAD + len;
+	bool		compressed = plaintext_bytes(facts, value, &data, &len);
+	uint8		code = type_code(typid);
+	Size		aadlen = code != 0 ? SEALED_AAD_MIN : SEALED_AAD_MAX;
+	Size		total = VARHDRSZ + aadlen + SEALED_NONCE_LEN + len + SEALED_TAG_LEN;
 	TdeKey	   *key;
 	struct varlena *result;
 	uint8	   *p;
+	uint8	   *t;
 
 	if (total > BLCKSZ)
 		ereport(ERROR,
@@ -411,18 +538,26 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 	result = palloc(total);
 	SET_VARSIZE(result, total);
 	p = (uint8 *) VARDATA(result);
-	p[0] = SEALED_FORMAT_STORED;
-	p[1] = flags;
-	put_u32(p + 2, (uint32) tde_key_id(key));
-	put_u32(p + 6, typid);
-	put_u32(p + 10, ItemPointerGetBlockNumberNoCheck(tid));
-	p[14] = (uint8) (ItemPointerGetOffsetNumberNoCheck(tid) >> 8);
-	p[15] = (uint8) ItemPointerGetOffsetNumberNoCheck(tid);
-	tde_seal(key, p, SEALED_AAD_LEN, data, len, p + SEALED_AAD_LEN,
-			 p + SEALED_HEADER_LEN, p + SEALED_HEADER_LEN + len);
-
-	if (flags == 0)
+	p[0] = compressed ? SEALED_FORMAT_COMPRESSED : SEALED_FORMAT_STORED;
+	put_u32(p + 1, (uint32) tde_key_id(key));
+	p[5] = code;
+	t = p + 6;
+	if (code == 0)
 	{
+		put_u32(t, typid);
+		t += 4;
+	}
+	put_u32(t, ItemPointerGetBlockNumberNoCheck(tid));
+	t[4] = (uint8) (ItemPointerGetOffsetNumberNoCheck(tid) >> 8);
+	t[5] = (uint8) ItemPointerGetOffsetNumberNoCheck(tid);
+	Assert(t + 6 == p + aadlen);
+	tde_seal(key, p, aadlen, data, len, p + aadlen, p + aadlen + SEALED_NONCE_LEN,
+			 p + aadlen + SEALED_NONCE_LEN + len);
+
+	if (!compressed)
+	{
+		Size		stored_len = total - VARHDRSZ;
+
 		/* the image: a 4-byte-header varlena, or the fixed bytes */
 		if (facts->typlen == -1)
 		{
@@ -430,55 +565,73 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 
 			SET_VARSIZE(image, VARHDRSZ + len);
 			memcpy(VARDATA(image), data, len);
-			cache_store(p, total - VARHDRSZ, image, VARHDRSZ + len);
+			cache_store(p, stored_len, image, VARHDRSZ + len, true);
 			pfree(image);
 		}
 		else
-			cache_store(p, total - VARHDRSZ, data, len);
+			cache_store(p, stored_len, data, len, true);
 	}
 	return result;
 }
 
-/* Decrypt a stored key (payload p of len bytes) into out. */
+/* Decrypt a stored key (payload p of len bytes, its format checked) into out. */
 static void
 open_stored(const uint8 *p, Size len, SealedValue *out)
 {
-	uint8		flags = p[1];
-	int32		key_id = (int32) get_u32(p + 2);
-	Oid			typid = get_u32(p + 6);
-	Size		ctlen = len - SEALED_OVERHEAD;
+	bool		compressed = p[0] == SEALED_FORMAT_COMPRESSED;
+	int32		key_id = (int32) get_u32(p + 1);
+	Size		aadlen = stored_aad_len(p);
+	const uint8 *t = p + 6;
+	const uint8 *nonce = p + aadlen;
+	const uint8 *ct = nonce + SEALED_NONCE_LEN;
+	Size		ctlen;
 	const TypeFacts *facts;
+	const OpenedSlot *slot;
+	Datum		byval;
 	void	   *image;
 	TdeKey	   *key;
 
+	if (len < aadlen + SEALED_NONCE_LEN + SEALED_TAG_LEN ||
+		p[5] >= lengthof(type_codes))
+		report_corrupt_key("the stored key has an invalid header");
+	ctlen = len - aadlen - SEALED_NONCE_LEN - SEALED_TAG_LEN;
 	out->stored = true;
 	out->key_id = key_id;
-	out->typid = typid;
-	ItemPointerSet(&out->tid, get_u32(p + 10), (OffsetNumber) ((p[14] << 8) | p[15]));
-	facts = type_facts_of(typid);
-
-	image = cache_lookup(p, len);
-	if (image != NULL)
+	if (p[5] != 0)
+		out->typid = type_codes[p[5]];
+	else
 	{
-		out->value = image_datum(facts, image);
+		out->typid = get_u32(t);
+		t += 4;
+	}
+	ItemPointerSet(&out->tid, get_u32(t), (OffsetNumber) ((t[4] << 8) | t[5]));
+	facts = type_facts_of(out->typid);
+
+	slot = cache_lookup(p, len);
+	if (slot != NULL)
+	{
+		const uint8 *cached = slot->data + IMAGE_OFFSET(len);
+
+		if (facts->typbyval)
+			out->value = fetch_att(memcpy(&byval, cached, slot->image_len), true,
+								   facts->typlen);
+		else
+			out->value = PointerGetDatum(memcpy(palloc(Max(slot->image_len, sizeof(Datum))),
+												cached, slot->image_len));
 		return;
 	}
 
 	key = tde_key_by_id(key_id);
 	if (key == NULL)
 		report_corrupt_key(psprintf("relation key %d does not exist", key_id));
-	if ((flags & ~SEALED_FLAG_COMPRESSED) != 0 ||
-		((flags & SEALED_FLAG_COMPRESSED) == 0 && facts->typlen > 0 &&
-		 ctlen != (Size) facts->typlen))
+	if (!compressed && facts->typlen > 0 && ctlen != (Size) facts->typlen)
 		report_corrupt_key("the stored key has an invalid header");
 
-	if (flags & SEALED_FLAG_COMPRESSED)
+	if (compressed)
 	{
 		struct varlena *whole = palloc(Max(ctlen, VARHDRSZ));
 
-		if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
-					  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
-					  (uint8 *) whole))
+		if (!tde_open(key, p, aadlen, nonce, ct, ctlen, ct + ctlen, (uint8 *) whole))
 			report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
 		if (facts->typlen != -1 || !VARATT_IS_COMPRESSED(whole) || VARSIZE_ANY(whole) != ctlen)
 			report_corrupt_key("the decrypted key has an invalid length");
@@ -490,20 +643,16 @@ open_stored(const uint8 *p, Size len, SealedValue *out)
 		struct varlena *v = palloc(VARHDRSZ + ctlen);
 
 		SET_VARSIZE(v, VARHDRSZ + ctlen);
-		if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
-					  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
-					  (uint8 *) VARDATA(v)))
+		if (!tde_open(key, p, aadlen, nonce, ct, ctlen, ct + ctlen, (uint8 *) VARDATA(v)))
 			report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
-		cache_store(p, len, v, VARHDRSZ + ctlen);
+		cache_store(p, len, v, VARHDRSZ + ctlen, false);
 		out->value = PointerGetDatum(v);
 		return;
 	}
-	image = palloc(Max(ctlen, sizeof(Datum)));
-	if (!tde_open(key, p, SEALED_AAD_LEN, p + SEALED_AAD_LEN,
-				  p + SEALED_HEADER_LEN, ctlen, p + SEALED_HEADER_LEN + ctlen,
-				  image))
+	image = facts->typbyval ? (void *) &byval : palloc(Max(ctlen, sizeof(Datum)));
+	if (!tde_open(key, p, aadlen, nonce, ct, ctlen, ct + ctlen, image))
 		report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
-	cache_store(p, len, image, ctlen);
+	cache_store(p, len, image, ctlen, false);
 	out->value = image_datum(facts, image);
 }
 
@@ -522,7 +671,8 @@ sealed_key_open(Datum datum, SealedValue *out)
 		v = detoast_attr(v);	/* compressed by index_form_tuple (large keys) */
 	p = (const uint8 *) VARDATA_ANY(v);
 	len = VARSIZE_ANY_EXHDR(v);
-	if (len >= SEALED_OVERHEAD && p[0] == SEALED_FORMAT_STORED)
+	if (len >= SEALED_OVERHEAD_MIN &&
+		(p[0] == SEALED_FORMAT_STORED || p[0] == SEALED_FORMAT_COMPRESSED))
 	{
 		open_stored(p, len, out);
 		return;

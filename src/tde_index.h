@@ -19,18 +19,23 @@
  *	  Stored key format (the payload of a bsoncrypt.sealed_key varlena; the
  *	  index's key columns are of that type, the opclasses' storage type):
  *
- *	  byte 0       0xE5
- *	  byte 1       flags: 0x01 the plaintext is a whole compressed varlena
- *	  bytes 2..5   relation key id (big endian; keys are per index file)
- *	  bytes 6..9   type of the plaintext (pg_type oid, big endian)
- *	  bytes 10..15 heap TID the entry points at (block, offset; big endian)
- *	  bytes 16..27 random 96-bit GCM nonce
+ *	  byte 0       0xE7, or 0xE8: the plaintext is a whole compressed varlena
+ *	  bytes 1..4   relation key id (big endian; keys are per index file)
+ *	  byte 5       type of the plaintext: the code of a common built-in
+ *	               type (sealed_key.c's type_codes), or 0: the pg_type oid
+ *	               follows in 4 bytes (big endian)
+ *	  6 bytes      heap TID the entry points at (block, offset; big endian)
+ *	  12 bytes     random 96-bit GCM nonce
  *	  ...          AES-256-GCM ciphertext of the value's bytes (its data
  *	               without varlena header, or the fixed-length value)
  *	  last 16      GCM tag
  *
- *	  The associated data is bytes 0..15: a key names its type and the heap
- *	  row it belongs to, and decrypts under no other key.
+ *	  The associated data is the header before the nonce (12 or 16 bytes):
+ *	  a key names its type and the heap row it belongs to, and decrypts
+ *	  under no other key.  The TID is stored, not only authenticated:
+ *	  btree copies keys into pivot tuples, whose TID field is a downlink.
+ *	  (Format 0xE5, before 2026-12, stored the type oid and a flags byte
+ *	  always; such keys are reported as invalid: REINDEX.)
  *
  *	  A probe (format 0xE6) holds a plaintext value and its type; scans
  *	  turn their arguments into probes so that the comparison functions can
@@ -48,12 +53,14 @@
 #include "storage/itemptr.h"
 #include "utils/relcache.h"
 
-#define SEALED_FORMAT_STORED	0xE5
 #define SEALED_FORMAT_PROBE		0xE6
-#define SEALED_FLAG_COMPRESSED	0x01
-#define SEALED_AAD_LEN			16
-#define SEALED_HEADER_LEN		(SEALED_AAD_LEN + 12)
-#define SEALED_OVERHEAD			(SEALED_HEADER_LEN + 16)
+#define SEALED_FORMAT_STORED	0xE7
+#define SEALED_FORMAT_COMPRESSED 0xE8
+#define SEALED_AAD_MIN			12	/* a type code */
+#define SEALED_AAD_MAX			16	/* a type oid */
+#define SEALED_NONCE_LEN		12
+#define SEALED_TAG_LEN			16
+#define SEALED_OVERHEAD_MIN		(SEALED_AAD_MIN + SEALED_NONCE_LEN + SEALED_TAG_LEN)
 
 /* what opening a sealed key (stored or probe) gives */
 typedef struct SealedValue

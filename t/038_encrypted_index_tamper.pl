@@ -77,11 +77,11 @@ like($err, qr/invalid entry for heap TID \(0,5\): a key was encrypted for heap T
 is($out, '', 'retargeted encrypted entry: no row');
 
 # a byte of id 3's ciphertext: tuple header 8, varlena header 1, then the
-# 28 bytes before the ciphertext (format, flags, key, type, TID, nonce)
+# 24 bytes before the ciphertext (format, key, type code, TID, nonce)
 $node->stop;
 patch_block1($path{enc_pkey}, sub {
 	my ($page) = @_;
-	my $at = item_offset($$page, 4) + 8 + 1 + 28;
+	my $at = item_offset($$page, 4) + 8 + 1 + 24;
 	substr($$page, $at, 1) = chr(ord(substr($$page, $at, 1)) ^ 0x01);
 });
 $node->start;
