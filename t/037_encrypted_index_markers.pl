@@ -104,30 +104,7 @@ sub files_of
 	return @files;
 }
 
-sub wal_files
-{
-	my $dir = $node->data_dir . '/pg_wal';
-	opendir my $dh, $dir or die;
-	my @w = sort grep { /^[0-9A-F]{24}$/ && $_ ge $wal_start && $_ le $wal_end } readdir $dh;
-	closedir $dh;
-	return map { "$dir/$_" } @w;
-}
-
-sub count_hits
-{
-	my ($prefix, @files) = @_;
-	my $hits = 0;
-	for my $f (@files)
-	{
-		open my $fh, '<:raw', $f or die "$f: $!";
-		local $/;
-		my $content = <$fh>;
-		close $fh;
-		my @m = $content =~ /\Q$prefix\E/g;
-		$hits += scalar @m;
-	}
-	return $hits;
-}
+sub wal_files { return wal_segments($node, $wal_start, $wal_end) }
 
 my @enc_files = files_of('enc');
 my @plain_files = files_of('plain');
@@ -138,14 +115,14 @@ ok(scalar(@wal) >= 1, 'WAL segments to search: ' . scalar(@wal));
 # (a compressed key keeps its first 8 bytes literal: "MRKPLN_B")
 for my $kind ('PK', 'UNIQ', 'MULTI', 'BSON', 'B', 'UPD')
 {
-	is(count_hits("MRKENC_$kind", @enc_files), 0, "no $kind marker in the encrypted index files");
-	is(count_hits("MRKENC_$kind", @wal), 0, "no $kind marker in WAL");
-	ok(count_hits("MRKPLN_$kind", @plain_files) > 0, "heap table: $kind marker found in its index files");
+	is(count_in_files("MRKENC_$kind", @enc_files), 0, "no $kind marker in the encrypted index files");
+	is(count_in_files("MRKENC_$kind", @wal), 0, "no $kind marker in WAL");
+	ok(count_in_files("MRKPLN_$kind", @plain_files) > 0, "heap table: $kind marker found in its index files");
 }
-is(count_hits('MRKENC', @enc_files, @wal), 0, 'no marker of the encrypted table anywhere in its index files or WAL');
-is(count_hits('mrkenc_multi', @enc_files, @wal), 0, 'no expression-index marker on disk');
-ok(count_hits('mrkpln_multi', @plain_files) > 0, 'heap table: expression-index marker found');
-ok(count_hits('MRKPLN_PK', @wal) > 0, 'heap table: index markers found in WAL');
+is(count_in_files('MRKENC', @enc_files, @wal), 0, 'no marker of the encrypted table anywhere in its index files or WAL');
+is(count_in_files('mrkenc_multi', @enc_files, @wal), 0, 'no expression-index marker on disk');
+ok(count_in_files('mrkpln_multi', @plain_files) > 0, 'heap table: expression-index marker found');
+ok(count_in_files('MRKPLN_PK', @wal) > 0, 'heap table: index markers found in WAL');
 
 # the conversion path of an existing plain index: REINDEX does not change
 # an access method; a new encrypted index replaces it
@@ -155,14 +132,14 @@ CREATE INDEX enc_late ON enc (email);
 SET bsoncrypt.encrypt_indexes = on;
 CHECKPOINT});
 my ($late) = files_of_index('enc_late');
-ok(count_hits('MRKENC_UNIQ', $late) > 0, 'an index made with the setting off is a plain btree');
+ok(count_in_files('MRKENC_UNIQ', $late) > 0, 'an index made with the setting off is a plain btree');
 $node->safe_psql('postgres', q{
 CREATE INDEX CONCURRENTLY enc_late_new ON enc (email);
 DROP INDEX CONCURRENTLY enc_late;
 ALTER INDEX enc_late_new RENAME TO enc_late;
 CHECKPOINT});
 ($late) = files_of_index('enc_late');
-is(count_hits('MRKENC_UNIQ', $late), 0, 'its encrypted replacement holds no marker');
+is(count_in_files('MRKENC_UNIQ', $late), 0, 'its encrypted replacement holds no marker');
 
 sub files_of_index
 {
@@ -223,7 +200,7 @@ SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 	is($ddb->safe_psql('postgres', "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.oid = $pk"),
 		'encrypted_btree', 'DocumentDB: the _id index is encrypted_btree');
 	my $path = $ddb->data_dir . '/' . $ddb->safe_psql('postgres', "SELECT pg_relation_filepath($pk)");
-	is(count_hits('MRKDDB_ID', $path), 0, 'DocumentDB: no _id marker in the _id index');
+	is(count_in_files('MRKDDB_ID', $path), 0, 'DocumentDB: no _id marker in the _id index');
 	is($ddb->safe_psql('postgres', q{
 SELECT count(*) FROM documentdb_api.collection('db', 'coll')
  WHERE document OPERATOR(documentdb_api_catalog.@=) '{"_id": "MRKDDB_ID_42"}'}), '1',

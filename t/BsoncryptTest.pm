@@ -12,7 +12,7 @@ use Test::More;
 
 our @EXPORT = qw(SPEC_LOCAL_MASTER_KEY random_master_key write_secret_file
   bsoncrypt_node allow_bsoncrypt_output_plugin require_oracle oracle sql_literal
-  customer_key_client);
+  customer_key_client wal_segments count_in_files);
 
 # MongoDB's spec LOCAL_MASTERKEY (the FLE corpus key is wrapped by it).
 use constant SPEC_LOCAL_MASTER_KEY =>
@@ -112,6 +112,34 @@ sub sql_literal
 	my $s = shift;
 	$s =~ s/'/''/g;
 	return "'$s'";
+}
+
+# The WAL segment files of $node from segment name $start to $end.
+sub wal_segments
+{
+	my ($node, $start, $end) = @_;
+	my $dir = $node->data_dir . '/pg_wal';
+	opendir my $dh, $dir or die "$dir: $!";
+	my @w = sort grep { /^[0-9A-F]{24}$/ && $_ ge $start && $_ le $end } readdir $dh;
+	closedir $dh;
+	return map { "$dir/$_" } @w;
+}
+
+# How many times $needle occurs in the bytes of @files.
+sub count_in_files
+{
+	my ($needle, @files) = @_;
+	my $hits = 0;
+	for my $f (@files)
+	{
+		open my $fh, '<:raw', $f or die "$f: $!";
+		local $/;
+		my $content = <$fh>;
+		close $fh;
+		my @m = $content =~ /\Q$needle\E/g;
+		$hits += scalar @m;
+	}
+	return $hits;
 }
 
 1;
