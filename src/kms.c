@@ -21,7 +21,9 @@
 #include <unistd.h>
 
 #include "common/base64.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "kms.h"
 #include "key_audit.h"
@@ -186,6 +188,39 @@ kms_check_document(const bson_t *master_key, char **version)
 }
 
 /*
+ * A secret file inside the data directory goes wherever the data goes (base
+ * backups, pg_basebackup to a standby, file-level copies): the key travels
+ * with the ciphertext it protects.  Said in the server log, once per
+ * process and file setting.
+ */
+static void
+warn_if_in_data_directory(const char *path, const char *what)
+{
+	static char *warned_for = NULL;
+	char	   *real_path = realpath(path, NULL);
+	char	   *real_data = DataDir ? realpath(DataDir, NULL) : NULL;
+	bool		inside = false;
+
+	if (real_path != NULL && real_data != NULL)
+	{
+		size_t		n = strlen(real_data);
+
+		inside = strncmp(real_path, real_data, n) == 0 && real_path[n] == '/';
+	}
+	free(real_path);
+	free(real_data);
+	if (!inside || (warned_for != NULL && strcmp(warned_for, path) == 0))
+		return;
+	if (warned_for != NULL)
+		pfree(warned_for);
+	warned_for = MemoryContextStrdup(TopMemoryContext, path);
+	ereport(LOG,
+			(errmsg("%s is inside the data directory", what),
+			 errdetail_log("The %s is \"%s\".", what, path),
+			 errhint("Base backups and copies of the data directory then carry the key with the data it protects; keep the file outside it.")));
+}
+
+/*
  * Refuse a file holding secrets that group or others could read, as
  * PostgreSQL does for ssl_key_file.  what names it in messages (e.g.
  * "local master key file"); its path, a superuser-only setting, goes to
@@ -219,6 +254,7 @@ kms_check_secret_file(const char *path, const char *what)
 				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root."),
 				 errdetail_log("The %s is \"%s\"; it must have permissions u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root.",
 							   what, path)));
+	warn_if_in_data_directory(path, what);
 }
 
 /* Decode a base64 master key; true if it is exactly FLE_KEY_LEN bytes. */

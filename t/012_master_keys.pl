@@ -64,6 +64,23 @@ unlike($err, qr/bad\.key/, 'messages do not');
 $node->safe_psql('postgres', "ALTER SYSTEM RESET bsoncrypt.local_master_key_file");
 $node->reload;
 
+# a key file inside the data directory works, with a word in the server log
+# (base backups would carry the key with the data)
+my $inside = $node->data_dir . '/inside.key';
+write_secret_file($inside, "$k1\n", 0600);
+$node->safe_psql('postgres', "ALTER SYSTEM SET bsoncrypt.local_master_key_file = '$inside'");
+$node->reload;
+my $log_offset = -s $node->logfile;
+is(sql(q{SELECT doc ~>> 's' FROM docs}), 'one', 'a key file inside the data directory is used');
+$node->wait_for_log(qr/LOG:  local master key file is inside the data directory/, $log_offset);
+like(slurp_file($node->logfile, $log_offset), qr/HINT:  Base backups and copies of the data directory then carry the key/,
+	'the server log warns of a key file inside the data directory');
+unlike(slurp_file($node->logfile, $log_offset), qr/LOG:  local master key file is inside.*\n(?:.*\n)*.*LOG:  local master key file is inside/,
+	'once per process');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET bsoncrypt.local_master_key_file");
+$node->reload;
+unlink $inside;
+
 # key ring: the old key keeps its version name, the last line is current
 write_secret_file($keyfile, "# ring\ndefault $k1\nv2 $k2\n", 0600);
 sql(q{SELECT create_data_key('local', '{b}')});
