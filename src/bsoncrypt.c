@@ -9,6 +9,7 @@
  */
 #include "bsoncrypt.h"
 
+#include "postmaster/bgworker.h"
 #include "utils/guc.h"
 
 #include "cluster.h"
@@ -57,4 +58,29 @@ _PG_init(void)
 	eb_install_hooks();
 
 	MarkGUCPrefixReserved("bsoncrypt");
+}
+
+/*
+ * Start a dynamic background worker of this library connected to database
+ * dboid: function is its entry point, type its bgw_type (the name shown is
+ * "<type> for database <oid>"); notify_pid, if not 0, hears of its start
+ * and end.  False if no worker slot was free.
+ */
+bool
+bsoncrypt_start_database_worker(const char *function, const char *type,
+								Oid dboid, pid_t notify_pid)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker.bgw_library_name, "bsoncrypt", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, function, BGW_MAXLEN);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s for database %u", type, dboid);
+	strlcpy(worker.bgw_type, type, BGW_MAXLEN);
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = notify_pid;
+	return RegisterDynamicBackgroundWorker(&worker, NULL);
 }

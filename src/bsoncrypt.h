@@ -69,4 +69,8 @@ extern bool bson_find_path(const bson_t *doc, const char *path,
 extern BsonData *bson_wrap_value(const bson_iter_t *value);
 extern text *bson_value_as_text(const bson_iter_t *value);
 
+/* bsoncrypt.c */
+extern bool bsoncrypt_start_database_worker(const char *function, const char *type,
+											Oid dboid, pid_t notify_pid);
+
 #endif							/* BSONCRYPT_H */

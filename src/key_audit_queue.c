@@ -52,6 +52,7 @@
 #include "utils/timestamp.h"
 #include "funcapi.h"
 
+#include "bsoncrypt.h"
 #include "key_audit.h"
 #include "trusted_sql.h"
 
@@ -172,23 +173,6 @@ find_writer(Oid dboid)
 	return NULL;
 }
 
-static bool
-start_writer(Oid dboid)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "bsoncrypt", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "bsoncrypt_audit_writer_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "bsoncrypt audit writer for database %u", dboid);
-	strlcpy(worker.bgw_type, "bsoncrypt audit writer", BGW_MAXLEN);
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
-}
-
 /*
  * Make sure the database has a writer: wake it, or start one (not on a
  * standby, where it could not write).  Called without the lock.
@@ -227,7 +211,8 @@ wake_writer(Oid dboid)
 
 	if (latch != NULL)
 		SetLatch(latch);
-	if (start && !start_writer(dboid))
+	if (start && !bsoncrypt_start_database_worker("bsoncrypt_audit_writer_main",
+												  "bsoncrypt audit writer", dboid, 0))
 	{
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
 		if (slot->dboid == dboid && slot->pid == 0)

@@ -322,19 +322,8 @@ slot_release(int code, Datum arg)
 static bool
 start_database_worker(Oid dboid, pid_t notify_pid)
 {
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(worker.bgw_library_name, "bsoncrypt", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "bsoncrypt_rotation_worker_main", BGW_MAXLEN);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "bsoncrypt rotation worker for database %u", dboid);
-	strlcpy(worker.bgw_type, "bsoncrypt rotation worker", BGW_MAXLEN);
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = notify_pid;
-	return RegisterDynamicBackgroundWorker(&worker, NULL);
+	return bsoncrypt_start_database_worker("bsoncrypt_rotation_worker_main",
+										   "bsoncrypt rotation worker", dboid, notify_pid);
 }
 
 static void
