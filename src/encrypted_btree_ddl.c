@@ -43,8 +43,10 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_opclass.h"
 #include "catalog/storage.h"
+#include "commands/extension.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -62,6 +64,7 @@
 
 #include "tde.h"
 #include "tde_index.h"
+#include "trusted_sql.h"
 
 #define MARKER_OPTION	"encrypted"
 
@@ -821,6 +824,82 @@ restore_opclasses(List *pinned)
 }
 
 /* ------------------------------------------------------------------------
+ * DocumentDB installed after bsoncrypt
+ * ------------------------------------------------------------------------
+ */
+
+/* Does documentdb_core exist in this database? */
+static bool
+documentdb_core_exists(void)
+{
+	return OidIsValid(get_extension_oid("documentdb_core", true));
+}
+
+/*
+ * A CREATE EXTENSION (documentdb_core, or documentdb CASCADE) just made
+ * DocumentDB's documentdb_core in a database that has bsoncrypt: make what
+ * CREATE EXTENSION bsoncrypt makes when DocumentDB is already there, the
+ * casts with documentdb_core.bson and the type's encrypted_btree operator
+ * class, so that the order in which the two are installed does not matter
+ * (without the class, every collection's _id index would stay a btree).
+ * The SQL functions check that the type is DocumentDB's own.  A failure
+ * (say, bsoncrypt's functions revoked from this role) must not undo
+ * DocumentDB's installation: it is a WARNING saying what to run.
+ */
+static void
+adopt_documentdb(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	if (!OidIsValid(bsoncrypt_extension_oid()) || !documentdb_core_exists())
+		return;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (bsoncrypt_spi_execute(
+				"SELECT bsoncrypt.create_documentdb_casts(),"
+				"       bsoncrypt.create_encrypted_opclass(bsoncrypt._documentdb_bson_type())"
+				" WHERE bsoncrypt._documentdb_bson_type() IS NOT NULL"
+				"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c"
+				"                 JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod"
+				"                WHERE a.amname OPERATOR(pg_catalog.=) 'btree' AND c.opcdefault"
+				"                  AND c.opcintype OPERATOR(pg_catalog.=) bsoncrypt._documentdb_bson_type())"
+				"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c"
+				"                     JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod"
+				"                    WHERE a.amname OPERATOR(pg_catalog.=) 'encrypted_btree'"
+				"                      AND c.opcintype OPERATOR(pg_catalog.=) bsoncrypt._documentdb_bson_type())",
+				0, NULL, NULL, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute failed");
+		SPI_finish();
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errmsg("could not make bsoncrypt's casts and encrypted operator class for documentdb_core.bson: %s",
+						edata->message),
+				 errhint("Run SELECT bsoncrypt.create_documentdb_casts() and "
+						 "SELECT bsoncrypt.create_encrypted_opclass('documentdb_core.bson') as a superuser.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/* ------------------------------------------------------------------------
  * The utility hook
  * ------------------------------------------------------------------------
  */
@@ -834,6 +913,7 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *converted = stmt;
 	List	   *may_move = NIL;
 	List	   *volatile pinned = NIL;
+	bool		documentdb_was_there = true;
 
 	if (IsA(stmt, IndexStmt))
 		converted = (Node *) convert_index_stmt((IndexStmt *) stmt, queryString);
@@ -852,6 +932,8 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(stmt, AlterTableStmt) && adds_foreign_key((AlterTableStmt *) stmt))
 		pinned = opclasses_as_btree();
+	if (IsA(stmt, CreateExtensionStmt))
+		documentdb_was_there = documentdb_core_exists();
 	PG_TRY();
 	{
 		if (prev_process_utility)
@@ -869,6 +951,8 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString,
 
 	if (may_move != NIL)
 		carry_keys_of_moved_files(may_move);
+	if (!documentdb_was_there)
+		adopt_documentdb();
 }
 
 void

@@ -190,7 +190,7 @@ SKIP:
 	if (!-f "$sharedir/extension/documentdb.control")
 	{
 		diag('skipped: DocumentDB is not installed');
-		skip 'skipped: DocumentDB is not installed', 30;
+		skip 'skipped: DocumentDB is not installed', 32;
 	}
 	my $ddb_conf = q{
 shared_preload_libraries = 'bsoncrypt, pg_cron, pg_documentdb_core, pg_documentdb'
@@ -352,22 +352,36 @@ SELECT count(*) FROM documentdb_api.collection('db', 'coll2')
 	is(count_in_files('MRKDDB', @pk_files), 0, 'DocumentDB: no _id marker in either _id index at the end');
 	$ddb->stop;
 
-	# bsoncrypt installed first: DocumentDB's bson gets its encrypted class
-	# from bsoncrypt.create_encrypted_opclass() (the documented step); until
-	# then a collection's _id index stays btree, with a warning
+	# bsoncrypt installed first: CREATE EXTENSION documentdb makes bsoncrypt
+	# add what it adds when DocumentDB is already there (the casts with
+	# documentdb_core.bson and its encrypted class, members of bsoncrypt), so
+	# the order does not matter.  A collection made while the setting was
+	# off keeps a btree _id index, converted below.
 	my $later = bsoncrypt_node('index_markers_documentdb_later', conf => $ddb_conf);
 	$later->start;
-	$later->safe_psql('postgres', q{
+	my ($ret, $out, $err) = $later->psql('postgres', q{
 CREATE EXTENSION bsoncrypt;
-CREATE EXTENSION documentdb CASCADE;
+CREATE EXTENSION documentdb CASCADE});
+	is($ret, 0, 'DocumentDB installed after bsoncrypt: CREATE EXTENSION documentdb succeeds');
+	unlike($err, qr/WARNING/, 'DocumentDB installed after bsoncrypt: no warning');
+	is($later->safe_psql('postgres', q{
+SELECT (SELECT count(*) FROM pg_cast c JOIN pg_depend d ON d.classid = 'pg_cast'::regclass AND d.objid = c.oid
+         AND d.deptype = 'e' AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'bsoncrypt')
+         WHERE (c.castsource, c.casttarget) IN (('documentdb_core.bson'::regtype, 'bsoncrypt.bson'::regtype),
+                                                ('bsoncrypt.bson'::regtype, 'documentdb_core.bson'::regtype)))
+    || ',' ||
+       (SELECT count(*) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod
+          JOIN pg_depend d ON d.classid = 'pg_opclass'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+           AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'bsoncrypt')
+         WHERE a.amname = 'encrypted_btree' AND c.opcintype = 'documentdb_core.bson'::regtype)}),
+		'2,1', 'DocumentDB installed after bsoncrypt: its casts and encrypted class made, members of bsoncrypt');
+	$later->safe_psql('postgres', q{
+SET bsoncrypt.encrypt_indexes = off;
+SET default_table_access_method = encrypted_heap;
+SELECT documentdb_api.insert_one('db', 'before', '{"_id": "MRKDDB_BEFORE"}') IS NOT NULL;
 ALTER DATABASE postgres SET default_table_access_method = encrypted_heap;
 ALTER DATABASE postgres SET bsoncrypt.encrypt_indexes = on});
-	my ($ret, $out, $err) = $later->psql('postgres', q{
-SELECT documentdb_api.insert_one('db', 'before', '{"_id": "MRKDDB_BEFORE"}') IS NOT NULL});
-	like($err, qr/WARNING:  the index of constraint "collection_pk_\d+" is created as a plain btree index/,
-		'DocumentDB installed after bsoncrypt: without the class, a warning');
 	$later->safe_psql('postgres', q{
-SELECT bsoncrypt.create_encrypted_opclass('documentdb_core.bson');
 SELECT documentdb_api.insert_one('db', 'after',
        FORMAT('{"_id": "MRKDDB_AFTER_%s"}', g)::documentdb_core.bson)
   FROM generate_series(1, 50) g;
@@ -380,7 +394,7 @@ SELECT string_agg(c.collection_name || ':' || a.amname, ',' ORDER BY c.collectio
   JOIN pg_am a ON a.oid = r.relam
  WHERE c.database_name = 'db' AND c.collection_name IN ('before', 'after')}),
 		'after:encrypted_btree,before:btree',
-		'DocumentDB installed after bsoncrypt: encrypted _id index once the class is made');
+		'DocumentDB installed after bsoncrypt: encrypted _id index with the setting on');
 	my $after_pk = 'documentdb_data.collection_pk_' . $collection_id->($later, 'after');
 	is(count_in_files('MRKDDB_AFTER',
 			$later->data_dir . '/' . $later->safe_psql('postgres', "SELECT pg_relation_filepath('$after_pk')")),
