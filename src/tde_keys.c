@@ -77,6 +77,7 @@
 
 #include "customer_keys.h"
 #include "kms.h"
+#include "gcm_open.h"
 #include "key_audit.h"
 #include "tde.h"
 #include "trusted_sql.h"
@@ -90,7 +91,7 @@ struct TdeKey
 	Oid			reltablespace;	/* the file it belongs to (0: database default) */
 	Oid			relfilenode;
 	EVP_CIPHER_CTX *enc;		/* keyed once; key schedule lives here */
-	EVP_CIPHER_CTX *dec;
+	GcmOpener  *dec;			/* the same key, for decryption */
 	int64		session_uses;	/* a session key's encryptions (exact) */
 };
 
@@ -206,9 +207,9 @@ free_key(TdeKey *key)
 	/* EVP_CIPHER_CTX_free cleanses the key schedule */
 	if (key->enc)
 		EVP_CIPHER_CTX_free(key->enc);
-	if (key->dec)
-		EVP_CIPHER_CTX_free(key->dec);
-	key->enc = key->dec = NULL;
+	gcm_opener_free(key->dec);
+	key->enc = NULL;
+	key->dec = NULL;
 }
 
 static void
@@ -404,10 +405,9 @@ static void
 key_contexts(TdeKey *key, const uint8 *raw)
 {
 	key->enc = EVP_CIPHER_CTX_new();
-	key->dec = EVP_CIPHER_CTX_new();
+	key->dec = gcm_opener_new(raw);
 	if (key->enc == NULL || key->dec == NULL ||
-		EVP_EncryptInit_ex(key->enc, EVP_aes_256_gcm(), NULL, raw, NULL) != 1 ||
-		EVP_DecryptInit_ex(key->dec, EVP_aes_256_gcm(), NULL, raw, NULL) != 1)
+		EVP_EncryptInit_ex(key->enc, EVP_aes_256_gcm(), NULL, raw, NULL) != 1)
 	{
 		free_key(key);
 		ereport(ERROR,
@@ -1074,11 +1074,22 @@ read_key(int32 key_id, uint8 *raw, Oid *spc, Oid *relnode)
 TdeKey *
 tde_key_by_id(int32 key_id)
 {
+	/*
+	 * The last key found: encrypted_btree asks for the same key some twenty
+	 * times per lookup.  Entries of keys_by_id stay where they are until
+	 * flush_all_keys, which moves keys_epoch.
+	 */
+	static int32 last_id = 0;
+	static TdeKey *last_key = NULL;
+	static uint64 last_epoch = 0;
+
 	if (key_id < 0)
 	{
 		init_session_caches();
 		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
 	}
+	if (key_id == last_id && last_key != NULL && last_epoch == keys_epoch)
+		return last_key;
 	for (;;)
 	{
 		uint64		generation = keys_generation;
@@ -1091,7 +1102,12 @@ tde_key_by_id(int32 key_id)
 		init_caches();
 		key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
 		if (key != NULL)
+		{
+			last_id = key_id;
+			last_key = key;
+			last_epoch = keys_epoch;
 			return key;
+		}
 		PG_TRY();
 		{
 			found = read_key(key_id, raw, &spc, &relnode);
@@ -1294,20 +1310,8 @@ bool
 tde_open(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *nonce,
 		 const uint8 *ciphertext, Size len, const uint8 *tag, uint8 *out)
 {
-	int			outl = 0,
-				finl = 0;
-
-	if (EVP_DecryptInit_ex(key->dec, NULL, NULL, NULL, nonce) != 1 ||
-		EVP_DecryptUpdate(key->dec, NULL, &outl, aad, aadlen) != 1 ||
-		EVP_DecryptUpdate(key->dec, out, &outl, ciphertext, (int) len) != 1 ||
-		EVP_CIPHER_CTX_ctrl(key->dec, EVP_CTRL_GCM_SET_TAG, TDE_TAG_LEN,
-							(void *) tag) != 1 ||
-		EVP_DecryptFinal_ex(key->dec, out + outl, &finl) != 1)
-	{
-		explicit_bzero(out, len);
-		return false;
-	}
-	return true;
+	/* zeroes out on failure */
+	return gcm_opener_open(key->dec, nonce, aad, aadlen, ciphertext, len, tag, out) == 1;
 }
 
 /*

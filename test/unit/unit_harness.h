@@ -80,7 +80,7 @@ bytes_equal(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len)
 	return a_len == b_len && (a_len == 0 || memcmp(a, b, a_len) == 0);
 }
 
-static int
+static inline int
 hex_nibble(int c)
 {
 	if (c >= '0' && c <= '9')
