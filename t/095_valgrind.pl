@@ -1,6 +1,7 @@
 # bsoncrypt is valgrind-clean inside a real backend: a single-user postgres
 # runs the BSON type, key vault, field encryption and encrypted_heap paths
-# (including logical decoding through the bsoncrypt output plugin) under
+# (including logical decoding through the bsoncrypt output plugin) and the
+# encrypted_btree index access method (sealed keys opened at every comparison) under
 # memcheck,
 # and any error (invalid read/write, use of uninitialised memory reaching a
 # syscall, e.g. a data page write) fails the test.
@@ -80,6 +81,24 @@ CREATE TABLE gone (t text) USING encrypted_heap;
 INSERT INTO gone VALUES ('x');
 TRUNCATE gone;
 DROP TABLE gone;
+SET bsoncrypt.encrypt_indexes = on;
+SET jit = off;
+CREATE TABLE ebt (id int PRIMARY KEY, email text UNIQUE, doc bson) USING encrypted_heap;
+INSERT INTO ebt SELECT g, md5(g::text) || '@example.com', ('{"k": ' || g || '}')::bson FROM generate_series(1, 2000) g;
+CREATE INDEX ebt_doc ON ebt (doc);
+SET enable_seqscan = off;
+SELECT count(*) AS ebt_found FROM ebt WHERE id = 42 OR email = md5('7') || '@example.com';
+SELECT sum(id) AS ebt_range FROM ebt WHERE id BETWEEN 100 AND 200;
+SELECT id AS ebt_doc FROM ebt WHERE doc = '{"k": 5}'::bson;
+SELECT string_agg(id::text, ',') AS ebt_top FROM (SELECT id FROM ebt ORDER BY id DESC LIMIT 3) s;
+INSERT INTO ebt VALUES (42, 'dup', NULL);
+INSERT INTO ebt VALUES (3000, md5('3') || '@example.com', NULL) ON CONFLICT (email) DO NOTHING;
+DELETE FROM ebt WHERE id % 3 = 0;
+VACUUM ebt;
+SELECT encrypted_index_check('ebt_pkey') AS ebt_checked;
+RESET enable_seqscan;
+RESET jit;
+RESET bsoncrypt.encrypt_indexes;
 SET bsoncrypt.logical_decoding_plugin = 'test_decoding';
 SELECT count(*) AS decoded FROM pg_logical_slot_get_changes('vg', NULL, NULL) WHERE data LIKE 'table %.enc: %';
 SELECT count(*) FROM pg_logical_slot_get_changes('vgtd', NULL, NULL);
@@ -108,6 +127,11 @@ like($out, qr/ERROR:  ON CONFLICT DO UPDATE command cannot affect row a second t
 like($out, qr/syscols_ok = "t"/, 'system columns were read after writes');
 unlike($out, qr/syscols_ok = "f"/, 'system columns after writes are the stored ones');
 like($out, qr/decoded = "[1-9]\d*"/, 'the bsoncrypt output plugin decoded the changes of enc');
+like($out, qr/ebt_found = "2"/, 'the encrypted_btree workload ran: lookups through encrypted indexes');
+like($out, qr/ebt_range = "15150"/, 'encrypted_btree: a range scan');
+like($out, qr/ebt_top = "2000,1999,1998"/, 'encrypted_btree: a backward scan');
+like($out, qr/duplicate key value violates unique constraint "ebt_pkey"/, 'encrypted_btree: a unique violation');
+like($out, qr/ebt_checked = "1334"/, 'encrypted_btree: encrypted_index_check after VACUUM');
 like($out, qr/ERROR:  replication slot "vgtd" cannot decode encrypted_heap tables/, 'test_decoding was refused');
 my @other_errors = grep { /ERROR:.*(encrypted_heap|enc\b|gone)/ && !/slot "vgtd"/ } split /\n/, $out;
 is(scalar(@other_errors), 0, 'without other errors') or diag(join("\n", @other_errors));
