@@ -69,7 +69,7 @@ EXPLAIN (COSTS OFF) SELECT * FROM e WHERE id = 42;
 EXPLAIN (COSTS OFF) SELECT id FROM e WHERE id BETWEEN 10 AND 20 ORDER BY id DESC;
 EXPLAIN (COSTS OFF) SELECT * FROM e ORDER BY name LIMIT 3;
 
-SELECT q, pg_temp.same(q) FROM unnest(ARRAY[
+CREATE TEMP TABLE index_queries AS SELECT q FROM unnest(ARRAY[
   -- equality, each type
   'SELECT * FROM %I WHERE id = 42',
   'SELECT * FROM %I WHERE name = ''n77''',
@@ -110,6 +110,14 @@ SELECT q, pg_temp.same(q) FROM unnest(ARRAY[
   'SELECT id FROM %I WHERE id < 30 ORDER BY id',
   'SELECT big FROM %I WHERE big BETWEEN 1000003 AND 5000015 ORDER BY big'
 ]) q;
+SELECT q, pg_temp.same(q) FROM index_queries;
+
+-- the same queries with the per-backend cache of opened keys off (on by
+-- default), three times over
+SET bsoncrypt.index_key_cache = 0;
+SELECT count(*) AS runs, count(*) FILTER (WHERE pg_temp.same(q) LIKE 'same,%') AS same
+  FROM index_queries, generate_series(1, 3);
+RESET bsoncrypt.index_key_cache;
 
 -- the same through bitmap scans
 SET enable_indexscan = off;

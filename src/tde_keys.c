@@ -76,8 +76,8 @@
 #include "utils/timestamp.h"
 
 #include "customer_keys.h"
-#include "kms.h"
 #include "gcm_open.h"
+#include "kms.h"
 #include "key_audit.h"
 #include "tde.h"
 #include "trusted_sql.h"
