@@ -840,7 +840,8 @@ documentdb_core_exists(void)
  * DocumentDB's documentdb_core in a database that has bsoncrypt: make what
  * CREATE EXTENSION bsoncrypt makes when DocumentDB is already there, the
  * casts with documentdb_core.bson and the type's encrypted_btree operator
- * class, so that the order in which the two are installed does not matter
+ * class (bsoncrypt._adopt_documentdb, which the install script runs too),
+ * so that the order in which the two are installed does not matter
  * (without the class, every collection's _id index would stay a btree).
  * The SQL functions check that the type is DocumentDB's own.  A failure
  * (say, bsoncrypt's functions revoked from this role) must not undo
@@ -860,19 +861,8 @@ adopt_documentdb(void)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (bsoncrypt_spi_execute(
-				"SELECT bsoncrypt.create_documentdb_casts(),"
-				"       bsoncrypt.create_encrypted_opclass(bsoncrypt._documentdb_bson_type())"
-				" WHERE bsoncrypt._documentdb_bson_type() IS NOT NULL"
-				"   AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c"
-				"                 JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod"
-				"                WHERE a.amname OPERATOR(pg_catalog.=) 'btree' AND c.opcdefault"
-				"                  AND c.opcintype OPERATOR(pg_catalog.=) bsoncrypt._documentdb_bson_type())"
-				"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c"
-				"                     JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod"
-				"                    WHERE a.amname OPERATOR(pg_catalog.=) 'encrypted_btree'"
-				"                      AND c.opcintype OPERATOR(pg_catalog.=) bsoncrypt._documentdb_bson_type())",
-				0, NULL, NULL, NULL, false, 0) != SPI_OK_SELECT)
+		if (bsoncrypt_spi_execute("SELECT bsoncrypt._adopt_documentdb()",
+								  0, NULL, NULL, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute failed");
 		SPI_finish();
 		ReleaseCurrentSubTransaction();

@@ -60,5 +60,5 @@ COMMENT ON FUNCTION create_documentdb_casts(boolean) IS
     'create binary-coercible casts between documentdb_core.bson and bsoncrypt.bson';
 REVOKE ALL ON FUNCTION create_documentdb_casts(boolean) FROM PUBLIC;
 
--- inside this script new casts become extension members by themselves
-SELECT bsoncrypt.create_documentdb_casts(false);
+-- made by bsoncrypt._adopt_documentdb() (45_encrypted_btree.sql) when
+-- DocumentDB is installed

@@ -166,13 +166,33 @@ SELECT bsoncrypt.create_encrypted_opclass(t, false)
                                'text', 'bpchar', 'bytea', 'uuid', 'bool', 'date', 'time',
                                'timestamp', 'timestamptz', 'interval',
                                'bsoncrypt.bson']::pg_catalog.regtype[]) t;
--- DocumentDB's bson, when DocumentDB is installed and gives it a default
--- btree class (installed after bsoncrypt: call create_encrypted_opclass)
-SELECT bsoncrypt.create_encrypted_opclass(bsoncrypt._documentdb_bson_type(), false)
- WHERE bsoncrypt._documentdb_bson_type() IS NOT NULL
-   AND EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod
+-- What bsoncrypt makes for DocumentDB when both are installed: the casts
+-- with documentdb_core.bson, and its encrypted class when DocumentDB gives
+-- the type a default btree class.  Run by this script when DocumentDB came
+-- first, and by the utility hook after a CREATE EXTENSION that made
+-- documentdb_core (encrypted_btree_ddl.c).  False when DocumentDB is absent.
+CREATE FUNCTION _adopt_documentdb(add_to_extension boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ddb pg_catalog.regtype := bsoncrypt._documentdb_bson_type();
+BEGIN
+    IF ddb IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM bsoncrypt.create_documentdb_casts(add_to_extension);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod
                 WHERE a.amname OPERATOR(pg_catalog.=) 'btree' AND c.opcdefault
-                  AND c.opcintype OPERATOR(pg_catalog.=) bsoncrypt._documentdb_bson_type());
+                  AND c.opcintype OPERATOR(pg_catalog.=) ddb)
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_opclass c JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.opcmethod
+                        WHERE a.amname OPERATOR(pg_catalog.=) 'encrypted_btree'
+                          AND c.opcintype OPERATOR(pg_catalog.=) ddb) THEN
+        PERFORM bsoncrypt.create_encrypted_opclass(ddb, add_to_extension);
+    END IF;
+    RETURN true;
+END $$;
+REVOKE ALL ON FUNCTION _adopt_documentdb(boolean) FROM PUBLIC;
+SELECT bsoncrypt._adopt_documentdb(false);
 
 -- amcheck's bt_index_check for encrypted_btree: every leaf entry opens
 -- (its key, heap TID and type authenticated) and the entries are in order.
