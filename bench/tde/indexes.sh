@@ -25,8 +25,6 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-export PG_BINDIR=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
-bin=$PG_BINDIR
 port=${PORT:-54361}
 dir=${DIR:-/tmp/bsoncrypt-bench-indexes}
 scale=${SCALE:-10}
@@ -38,24 +36,8 @@ nrows=${NROWS:-1000000}
 build_runs=${BUILD_RUNS:-2}
 out=${OUT:-$top/bench/out/tde_indexes.txt}
 
-run=()
-if [ "$(id -u)" = 0 ]; then
-	run=(runuser -u postgres --)
-fi
-"${run[@]}" rm -rf "$dir" 2>/dev/null || rm -rf "$dir"
-mkdir -p "$dir"
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" start "$dir" "$port"
-trap '"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" stop "$dir"; rm -rf "$dir"' EXIT
-sb=${SHARED_BUFFERS:-}
-if [ -n "$sb" ]; then
-	"${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -c "ALTER SYSTEM SET shared_buffers = '$sb'" postgres
-	"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" stop "$dir"
-	"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" start "$dir" "$port"
-fi
-
-psql() { "${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-pgbench() { "${run[@]}" env PGOPTIONS="${PGOPTIONS:-}" $bin/pgbench -h "$dir" -p "$port" -U postgres "$@"; }
+. "$top/bench/tde/common.sh"
+bench_cluster_start
 
 configs=(heap enc_heap enc_all)
 declare -A tam=([heap]=heap [enc_heap]=encrypted_heap [enc_all]=encrypted_heap)
@@ -70,12 +52,6 @@ done
 n=$(psql -d bench_enc_all -Atc "SELECT count(*) FROM pg_class c JOIN pg_am a ON a.oid = c.relam
 	WHERE a.amname = 'encrypted_btree' AND c.relname LIKE 'pgbench%pkey'")
 [ "$n" = 3 ] || { echo "enc_all: $n pgbench primary keys are encrypted_btree, want 3" >&2; exit 1; }
-
-tps() { # db, extra args
-	local db=$1; shift
-	pgbench -n -T "$secs" -c "$clients" -j 2 "$@" "$db" 2>/dev/null |
-		sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
-}
 
 declare -A best pairs_heap pairs_enc last
 for mode in $modes; do

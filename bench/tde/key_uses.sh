@@ -19,7 +19,7 @@
 # preloaded; as root PostgreSQL runs as the postgres OS user) and removes
 # it at the end.  The table also goes to bench/out/key_uses.txt.
 #
-#   bench/tde/key_uses.sh   # PORT DIR NTABLES NROWS CLIENTS RUNS MAX_USES CONNECT PG_BINDIR may be set
+#   bench/tde/key_uses.sh   # PORT DIR NTABLES NROWS CLIENTS RUNS MAX_USES CONNECT PG_BINDIR SHARED_BUFFERS may be set
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,21 +32,8 @@ runs=${RUNS:-1}
 max_uses=${MAX_USES:-}
 connect=${CONNECT:-0}
 out=${OUT:-$top/bench/out/key_uses$([ "$connect" = 1 ] && echo _connect).txt}
-bin=${PG_BINDIR:-/usr/lib/postgresql/15/bin}
-export PG_BINDIR=$bin
-
-run=()
-if [ "$(id -u)" = 0 ]; then
-	run=(runuser -u postgres --)
-fi
-"${run[@]}" rm -rf "$dir" 2>/dev/null || rm -rf "$dir"
-mkdir -p "$dir"
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" start "$dir" "$port"
-trap '"${run[@]}" env PG_BINDIR="$bin" "$top/scripts/cluster.sh" stop "$dir"; rm -rf "$dir"' EXIT
-
-psql() { "${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-pgbench() { "${run[@]}" $bin/pgbench -h "$dir" -p "$port" -U postgres "$@"; }
+. "$top/bench/tde/common.sh"
+bench_cluster_start
 
 psql -d postgres -c "CREATE EXTENSION bsoncrypt"
 if [ -n "$max_uses" ]; then

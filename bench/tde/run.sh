@@ -21,7 +21,7 @@
 # SHARED_BUFFERS (e.g. 1GB) restarts the cluster with that setting, so that
 # both databases stay in memory and the ratio shows CPU cost only.
 #
-#   bench/tde/run.sh        # PORT DIR SCALE RUNS T CLIENTS MODES NDOCS COPY_RUNS SHARED_BUFFERS may be set
+#   bench/tde/run.sh        # PORT DIR SCALE RUNS T CLIENTS MODES NDOCS COPY_RUNS SHARED_BUFFERS PG_BINDIR may be set
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -35,26 +35,8 @@ ndocs=${NDOCS:-1000000}
 copy_runs=${COPY_RUNS:-2}
 modes=${MODES:-tpcb select}
 out=${OUT:-$top/bench/out/tde.txt}
-bin=/usr/lib/postgresql/15/bin
-
-run=()
-if [ "$(id -u)" = 0 ]; then
-	run=(runuser -u postgres --)
-fi
-"${run[@]}" rm -rf "$dir" 2>/dev/null || rm -rf "$dir"
-mkdir -p "$dir"
-[ "$(id -u)" = 0 ] && chown postgres "$dir"
-"${run[@]}" "$top/scripts/cluster.sh" start "$dir" "$port"
-trap '"${run[@]}" "$top/scripts/cluster.sh" stop "$dir"; rm -rf "$dir"' EXIT
-sb=${SHARED_BUFFERS:-}
-if [ -n "$sb" ]; then
-	"${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -c "ALTER SYSTEM SET shared_buffers = '$sb'" postgres
-	"${run[@]}" "$top/scripts/cluster.sh" stop "$dir"
-	"${run[@]}" "$top/scripts/cluster.sh" start "$dir" "$port"
-fi
-
-psql() { "${run[@]}" $bin/psql -h "$dir" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-pgbench() { "${run[@]}" env PGOPTIONS="${PGOPTIONS:-}" $bin/pgbench -h "$dir" -p "$port" -U postgres "$@"; }
+. "$top/bench/tde/common.sh"
+bench_cluster_start
 
 ams=(heap encrypted_heap)
 for am in "${ams[@]}"; do
@@ -65,12 +47,6 @@ for am in "${ams[@]}"; do
 done
 psql -d bench_encrypted_heap -Atc "SELECT count(*) FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'encrypted_heap' AND c.relname LIKE 'pgbench%'" |
 	grep -qx 4 || { echo "pgbench tables are not encrypted_heap" >&2; exit 1; }
-
-tps() { # db, extra args
-	local db=$1; shift
-	pgbench -n -T "$secs" -c "$clients" -j 2 "$@" "$db" 2>/dev/null |
-		sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
-}
 
 declare -A best pairs last
 for mode in $modes; do
