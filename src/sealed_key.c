@@ -16,7 +16,7 @@
  *	  relation key by its id, so no relation is needed to open one.
  *
  *	  Opening a stored key costs an AES-256-GCM decryption (about 80 ns,
- *	  gcm_open.c); a btree descent makes one per comparison.  The last few
+ *	  gcm_key.c); a btree descent makes one per comparison.  The last few
  *	  dozen keys opened are kept (a scan opens the entry it returns several
  *	  times), and a larger cache of bsoncrypt.index_key_cache kilobytes per
  *	  backend (4 MB by default), mostly the upper levels of the trees.  With

@@ -22,8 +22,8 @@
  *	  sequence value for, so read-only transactions can write temporary
  *	  tables); its use is counted exactly, in memory.
  *
- *	  Unwrapped keys are cached per backend as OpenSSL contexts (one for
- *	  encryption, one for decryption, keyed once).  The cache is dropped
+ *	  Unwrapped keys are cached per backend keyed once (gcm_key.c: an
+ *	  AES-256 key schedule and GHASH key).  The cache is dropped
  *	  when relation_keys changes (a statement trigger sends a relcache
  *	  invalidation, as for the key vault, so a master-key rotation that
  *	  rewraps rows, or a deleted key, takes effect everywhere), and the
@@ -46,8 +46,6 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
-
-#include <openssl/evp.h>
 
 #include "access/detoast.h"
 #include "access/genam.h"
@@ -76,7 +74,7 @@
 #include "utils/timestamp.h"
 
 #include "customer_keys.h"
-#include "gcm_open.h"
+#include "gcm_key.h"
 #include "kms.h"
 #include "key_audit.h"
 #include "tde.h"
@@ -90,8 +88,7 @@ struct TdeKey
 	uint16		key_number;		/* what stored values name it by */
 	Oid			reltablespace;	/* the file it belongs to (0: database default) */
 	Oid			relfilenode;
-	EVP_CIPHER_CTX *enc;		/* keyed once; key schedule lives here */
-	GcmOpener  *dec;			/* the same key, for decryption */
+	GcmKey	   *gcm;			/* keyed once: AES-256-GCM with this key */
 	int64		session_uses;	/* a session key's encryptions (exact) */
 };
 
@@ -204,12 +201,9 @@ normalize_tablespace(Oid spc)
 static void
 free_key(TdeKey *key)
 {
-	/* EVP_CIPHER_CTX_free cleanses the key schedule */
-	if (key->enc)
-		EVP_CIPHER_CTX_free(key->enc);
-	gcm_opener_free(key->dec);
-	key->enc = NULL;
-	key->dec = NULL;
+	/* zeroes the key schedule */
+	gcm_key_free(key->gcm);
+	key->gcm = NULL;
 }
 
 static void
@@ -400,14 +394,12 @@ tde_relids(bool missing_ok)
 	return &relids;
 }
 
-/* Key the OpenSSL contexts of a cache entry; the caller zeroes raw. */
+/* Key the AES-256-GCM state of a cache entry; the caller zeroes raw. */
 static void
 key_contexts(TdeKey *key, const uint8 *raw)
 {
-	key->enc = EVP_CIPHER_CTX_new();
-	key->dec = gcm_opener_new(raw);
-	if (key->enc == NULL || key->dec == NULL ||
-		EVP_EncryptInit_ex(key->enc, EVP_aes_256_gcm(), NULL, raw, NULL) != 1)
+	key->gcm = gcm_key_new(raw);
+	if (key->gcm == NULL)
 	{
 		free_key(key);
 		ereport(ERROR,
@@ -434,8 +426,7 @@ cache_key(HTAB *cache, int32 key_id, Oid spc, Oid relnode, const uint8 *raw)
 	key->reltablespace = spc;
 	key->relfilenode = relnode;
 	key->session_uses = 0;
-	key->enc = tmp.enc;
-	key->dec = tmp.dec;
+	key->gcm = tmp.gcm;
 	return key;
 }
 
@@ -1284,19 +1275,11 @@ void
 tde_seal(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *plain,
 		 Size len, uint8 *nonce, uint8 *ciphertext, uint8 *tag)
 {
-	int			outl = 0,
-				finl = 0;
-
 	if (fle_random_bytes(nonce, TDE_NONCE_LEN) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random nonce")));
-	if (EVP_EncryptInit_ex(key->enc, NULL, NULL, NULL, nonce) != 1 ||
-		EVP_EncryptUpdate(key->enc, NULL, &outl, aad, aadlen) != 1 ||
-		EVP_EncryptUpdate(key->enc, ciphertext, &outl, plain, (int) len) != 1 ||
-		EVP_EncryptFinal_ex(key->enc, ciphertext + outl, &finl) != 1 ||
-		(Size) (outl + finl) != len ||
-		EVP_CIPHER_CTX_ctrl(key->enc, EVP_CTRL_GCM_GET_TAG, TDE_TAG_LEN, tag) != 1)
+	if (gcm_key_seal(key->gcm, nonce, aad, aadlen, plain, len, ciphertext, tag) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("AES-256-GCM encryption failed with relation key %d", key->key_id)));
@@ -1311,7 +1294,7 @@ tde_open(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *nonce,
 		 const uint8 *ciphertext, Size len, const uint8 *tag, uint8 *out)
 {
 	/* zeroes out on failure */
-	return gcm_opener_open(key->dec, nonce, aad, aadlen, ciphertext, len, tag, out) == 1;
+	return gcm_key_open(key->gcm, nonce, aad, aadlen, ciphertext, len, tag, out) == 1;
 }
 
 /*

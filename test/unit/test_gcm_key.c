@@ -1,16 +1,16 @@
 /*-------------------------------------------------------------------------
  *
- * test_gcm_open.c
- *	  Unit tests of src/gcm_open.c: it opens what OpenSSL's EVP
- *	  AES-256-GCM sealed (random keys, nonces, associated data of several
- *	  lengths, every plaintext length across the batch boundaries, in place
- *	  or not), refuses every single-bit change of the ciphertext, tag,
+ * test_gcm_key.c
+ *	  Unit tests of src/gcm_key.c: it seals the same bytes as OpenSSL's EVP
+ *	  AES-256-GCM and opens what EVP sealed (random keys, nonces,
+ *	  associated data of several lengths, every plaintext length across the
+ *	  batch boundaries, in place or not), refuses every single-bit change of the ciphertext, tag,
  *	  associated data or nonce (output zeroed), and opens the GCM
  *	  specification's test case 14 (McGrew and Viega, "The Galois/Counter
  *	  Mode of Operation", 2005: AES-256, zero key and IV, one zero block).
  *
  *	  --bench: nanoseconds per open of an 8-byte value with 12 bytes of
- *	  associated data (an encrypted_btree key), EVP against gcm_open.
+ *	  associated data (an encrypted_btree key), EVP against gcm_key.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,7 +19,7 @@
 #include <time.h>
 
 #include "unit_harness.h"
-#include "../../src/gcm_open.h"
+#include "../../src/gcm_key.h"
 
 #define MAX_LEN 1100			/* more than two batches of counter blocks */
 
@@ -72,13 +72,13 @@ test_spec_case_14(void)
 	uint8_t		key[32] = {0};
 	uint8_t		nonce[12] = {0};
 	uint8_t		out[16];
-	GcmOpener  *opener = gcm_opener_new(key);
+	GcmKey	   *gk = gcm_key_new(key);
 
 	begin_case("GCM specification test case 14");
-	check(opener != NULL, "opener");
-	check(gcm_opener_open(opener, nonce, NULL, 0, ct, 16, tag, out) == 1, "does not open");
+	check(gk != NULL, "gcm_key_new");
+	check(gcm_key_open(gk, nonce, NULL, 0, ct, 16, tag, out) == 1, "does not open");
 	check(all_zero(out, 16), "the plaintext is not the zero block");
-	gcm_opener_free(opener);
+	gcm_key_free(gk);
 	end_case();
 }
 
@@ -90,36 +90,49 @@ test_opens_what_evp_sealed(void)
 				nonce[12],
 				aad[33],
 				tag[16];
+	uint8_t		tag2[16];
 	static uint8_t plain[MAX_LEN],
 				ct[MAX_LEN],
 				out[MAX_LEN];
 
-	begin_case("opens EVP AES-256-GCM ciphertexts, lengths 0..1100");
+	begin_case("seals as EVP AES-256-GCM does and opens what it sealed, lengths 0..1100");
 	for (size_t len = 0; len <= MAX_LEN; len++)
 	{
 		size_t		aadlen = aadlens[len % 4];
-		GcmOpener  *opener;
+		GcmKey	   *gk;
 
 		random_bytes(key, sizeof(key));
 		random_bytes(nonce, sizeof(nonce));
 		random_bytes(aad, sizeof(aad));
 		random_bytes(plain, len);
 		evp_seal(key, nonce, aad, aadlen, plain, len, ct, tag);
-		opener = gcm_opener_new(key);
-		if (opener == NULL)
-			fatal("opener");
+		gk = gcm_key_new(key);
+		if (gk == NULL)
+			fatal("gcm_key_new");
+		/* sealing: EVP's bytes, in place too */
 		memset(out, 0xAA, sizeof(out));
-		if (!check(gcm_opener_open(opener, nonce, aad, aadlen, ct, len, tag, out) == 1,
+		if (!check(gcm_key_seal(gk, nonce, aad, aadlen, plain, len, out, tag2) == 1,
+				   "len %zu: does not seal", len) ||
+			!check(bytes_equal(out, len, ct, len) && bytes_equal(tag2, 16, tag, 16),
+				   "len %zu: sealed other bytes than EVP", len) ||
+			!check(len == MAX_LEN || out[len] == 0xAA, "len %zu: sealing wrote past the end", len))
+			len = MAX_LEN;
+		memcpy(out, plain, len);
+		if (!check(gcm_key_seal(gk, nonce, aad, aadlen, out, len, out, tag2) == 1 &&
+				   bytes_equal(out, len, ct, len), "len %zu: sealing in place", len))
+			len = MAX_LEN;
+		memset(out, 0xAA, sizeof(out));
+		if (!check(gcm_key_open(gk, nonce, aad, aadlen, ct, len, tag, out) == 1,
 				   "len %zu: does not open", len) ||
 			!check(bytes_equal(out, len, plain, len), "len %zu: wrong plaintext", len) ||
 			!check(len == MAX_LEN || out[len] == 0xAA, "len %zu: wrote past the end", len))
 			len = MAX_LEN;
-		/* in place, with the same opener again */
+		/* in place, with the same gk again */
 		memcpy(out, ct, len);
-		if (!check(gcm_opener_open(opener, nonce, aad, aadlen, out, len, tag, out) == 1 &&
+		if (!check(gcm_key_open(gk, nonce, aad, aadlen, out, len, tag, out) == 1 &&
 				   bytes_equal(out, len, plain, len), "len %zu: in place", len))
 			len = MAX_LEN;
-		gcm_opener_free(opener);
+		gcm_key_free(gk);
 	}
 	end_case();
 }
@@ -132,14 +145,14 @@ flip(uint8_t *p, size_t bit)
 }
 
 static void
-expect_refused(GcmOpener *opener, const uint8_t *nonce, const uint8_t *aad,
+expect_refused(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 			   size_t aadlen, const uint8_t *ct, size_t len, const uint8_t *tag,
 			   const char *what, size_t bit)
 {
 	uint8_t		out[64];
 
 	memset(out, 0xAA, sizeof(out));
-	check(gcm_opener_open(opener, nonce, aad, aadlen, ct, len, tag, out) == 0,
+	check(gcm_key_open(gk, nonce, aad, aadlen, ct, len, tag, out) == 0,
 		  "%s bit %zu flipped: opened", what, bit);
 	check(all_zero(out, len), "%s bit %zu flipped: output not zeroed", what, bit);
 }
@@ -149,14 +162,14 @@ expect_refused(GcmOpener *opener, const uint8_t *nonce, const uint8_t *aad,
  * restored), in turn: every change must be refused.
  */
 static void
-refuse_each_bit(GcmOpener *opener, const uint8_t *nonce, const uint8_t *aad,
+refuse_each_bit(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 				size_t aadlen, const uint8_t *ct, size_t len, const uint8_t *tag,
 				uint8_t *part, size_t part_len, const char *what)
 {
 	for (size_t bit = 0; bit < 8 * part_len; bit++)
 	{
 		flip(part, bit);
-		expect_refused(opener, nonce, aad, aadlen, ct, len, tag, what, bit);
+		expect_refused(gk, nonce, aad, aadlen, ct, len, tag, what, bit);
 		flip(part, bit);
 	}
 }
@@ -170,7 +183,7 @@ test_refuses_every_changed_bit(void)
 				plain[20],
 				ct[20],
 				tag[16];
-	GcmOpener  *opener;
+	GcmKey	   *gk;
 
 	begin_case("refuses every single-bit change of ciphertext, tag, associated data, nonce");
 	random_bytes(key, sizeof(key));
@@ -178,22 +191,22 @@ test_refuses_every_changed_bit(void)
 	random_bytes(aad, sizeof(aad));
 	random_bytes(plain, sizeof(plain));
 	evp_seal(key, nonce, aad, sizeof(aad), plain, sizeof(plain), ct, tag);
-	opener = gcm_opener_new(key);
-	if (opener == NULL)
-		fatal("opener");
-	refuse_each_bit(opener, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, ct, sizeof(ct), "ciphertext");
-	refuse_each_bit(opener, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, tag, sizeof(tag), "tag");
-	refuse_each_bit(opener, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, aad, sizeof(aad), "associated data");
-	refuse_each_bit(opener, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, nonce, sizeof(nonce), "nonce");
+	gk = gcm_key_new(key);
+	if (gk == NULL)
+		fatal("gcm_key_new");
+	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, ct, sizeof(ct), "ciphertext");
+	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, tag, sizeof(tag), "tag");
+	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, aad, sizeof(aad), "associated data");
+	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, nonce, sizeof(nonce), "nonce");
 	/* and a shorter ciphertext (the tag covers the length) */
-	expect_refused(opener, nonce, aad, sizeof(aad), ct, sizeof(ct) - 1, tag, "length", 0);
+	expect_refused(gk, nonce, aad, sizeof(aad), ct, sizeof(ct) - 1, tag, "length", 0);
 	{
 		uint8_t		out[20];
 
-		check(gcm_opener_open(opener, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, out) == 1 &&
+		check(gcm_key_open(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, out) == 1 &&
 			  bytes_equal(out, sizeof(out), plain, sizeof(plain)), "unchanged: does not open");
 	}
-	gcm_opener_free(opener);
+	gcm_key_free(gk);
 	end_case();
 }
 
@@ -217,7 +230,7 @@ bench(void)
 				tag[16],
 				out[8];
 	EVP_CIPHER_CTX *evp = EVP_CIPHER_CTX_new();
-	GcmOpener  *opener = gcm_opener_new(key);
+	GcmKey	   *gk = gcm_key_new(key);
 	const int	n = 1000000;
 	double		t0,
 				t1,
@@ -240,13 +253,13 @@ bench(void)
 	}
 	t1 = now_ns();
 	for (int i = 0; i < n; i++)
-		if (gcm_opener_open(opener, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, out) != 1)
-			fatal("gcm_open");
+		if (gcm_key_open(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, out) != 1)
+			fatal("gcm_key_open");
 	t2 = now_ns();
-	printf("AES-256-GCM open of an 8-byte value: EVP %.0f ns, gcm_open %.0f ns\n",
+	printf("AES-256-GCM open of an 8-byte value: EVP %.0f ns, gcm_key %.0f ns\n",
 		   (t1 - t0) / n, (t2 - t1) / n);
 	EVP_CIPHER_CTX_free(evp);
-	gcm_opener_free(opener);
+	gcm_key_free(gk);
 	return 0;
 }
 
