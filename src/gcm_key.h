@@ -43,6 +43,15 @@ extern GcmKey *gcm_key_new(const uint8_t *key);
 extern void gcm_key_free(GcmKey *gk);
 
 /*
+ * For tests: whether GcmKeys made from now on may use the CPU's AES-NI and
+ * PCLMULQDQ instructions for short messages (1, the default; they do where
+ * the CPU has them), or must use OpenSSL's GCM functions for every length
+ * (0, as on other CPUs); and whether gk does.
+ */
+extern void gcm_key_allow_cpu_way(int allow);
+extern int	gcm_key_uses_cpu_way(const GcmKey *gk);
+
+/*
  * Encrypt len bytes of plain with nonce and the associated data aad
  * (aadlen bytes): the ciphertext (len bytes) to ciphertext, the tag to
  * tag.  Returns 1, or 0 if OpenSSL failed (ciphertext and tag zeroed).

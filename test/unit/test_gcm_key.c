@@ -1,8 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * test_gcm_key.c
- *	  Unit tests of src/gcm_key.c: it seals the same bytes as OpenSSL's EVP
- *	  AES-256-GCM and opens what EVP sealed (random keys, nonces,
+ *	  Unit tests of src/gcm_key.c, each run twice: with the CPU way
+ *	  (AES-NI and PCLMULQDQ, where the CPU has them; then it must be taken)
+ *	  and with OpenSSL's GCM functions only.  Either way it seals the same
+ *	  bytes as OpenSSL's EVP AES-256-GCM and opens what EVP sealed (random keys, nonces,
  *	  associated data of several lengths, every plaintext length across the
  *	  batch boundaries, in place or not), refuses every single-bit change of the ciphertext, tag,
  *	  associated data or nonce (output zeroed), and opens the GCM
@@ -10,7 +12,8 @@
  *	  Mode of Operation", 2005: AES-256, zero key and IV, one zero block).
  *
  *	  --bench: nanoseconds per open of an 8-byte value with 12 bytes of
- *	  associated data (an encrypted_btree key), EVP against gcm_key.
+ *	  associated data (an encrypted_btree key): EVP, gcm_key with OpenSSL's
+ *	  GCM functions, gcm_key the CPU way.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +25,46 @@
 #include "../../src/gcm_key.h"
 
 #define MAX_LEN 1100			/* more than two batches of counter blocks */
+
+static int	cpu_way;			/* the way under test: 1 CPU, 0 OpenSSL */
+
+/* A GcmKey of the way under test (checked to be that way). */
+static GcmKey *
+new_key(const uint8_t *key)
+{
+	GcmKey	   *gk;
+
+	gcm_key_allow_cpu_way(cpu_way);
+	gk = gcm_key_new(key);
+	if (gk == NULL)
+		fatal("gcm_key_new");
+	if (gcm_key_uses_cpu_way(gk) != cpu_way)
+		fatal(cpu_way ? "gcm_key_new took the OpenSSL way" : "gcm_key_new took the CPU way");
+	return gk;
+}
+
+/* begin_case, the way under test named */
+static void
+begin_way_case(const char *name)
+{
+	static char named[200];
+
+	snprintf(named, sizeof(named), "%s (%s way)", name, cpu_way ? "CPU" : "OpenSSL");
+	begin_case(named);
+}
+
+/* Does this CPU have what the CPU way needs? (asked independently of gcm_key.c) */
+static int
+cpu_has_aes_clmul(void)
+{
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
+		__builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1");
+#else
+	return 0;
+#endif
+}
 
 /* EVP's AES-256-GCM (the oracle) */
 static void
@@ -72,10 +115,9 @@ test_spec_case_14(void)
 	uint8_t		key[32] = {0};
 	uint8_t		nonce[12] = {0};
 	uint8_t		out[16];
-	GcmKey	   *gk = gcm_key_new(key);
+	GcmKey	   *gk = new_key(key);
 
-	begin_case("GCM specification test case 14");
-	check(gk != NULL, "gcm_key_new");
+	begin_way_case("GCM specification test case 14");
 	check(gcm_key_open(gk, nonce, NULL, 0, ct, 16, tag, out) == 1, "does not open");
 	check(all_zero(out, 16), "the plaintext is not the zero block");
 	gcm_key_free(gk);
@@ -95,7 +137,7 @@ test_opens_what_evp_sealed(void)
 				ct[MAX_LEN],
 				out[MAX_LEN];
 
-	begin_case("seals as EVP AES-256-GCM does and opens what it sealed, lengths 0..1100");
+	begin_way_case("seals as EVP AES-256-GCM does and opens what it sealed, lengths 0..1100");
 	for (size_t len = 0; len <= MAX_LEN; len++)
 	{
 		size_t		aadlen = aadlens[len % 4];
@@ -106,9 +148,7 @@ test_opens_what_evp_sealed(void)
 		random_bytes(aad, sizeof(aad));
 		random_bytes(plain, len);
 		evp_seal(key, nonce, aad, aadlen, plain, len, ct, tag);
-		gk = gcm_key_new(key);
-		if (gk == NULL)
-			fatal("gcm_key_new");
+		gk = new_key(key);
 		/* sealing: EVP's bytes, in place too */
 		memset(out, 0xAA, sizeof(out));
 		if (!check(gcm_key_seal(gk, nonce, aad, aadlen, plain, len, out, tag2) == 1,
@@ -185,15 +225,13 @@ test_refuses_every_changed_bit(void)
 				tag[16];
 	GcmKey	   *gk;
 
-	begin_case("refuses every single-bit change of ciphertext, tag, associated data, nonce");
+	begin_way_case("refuses every single-bit change of ciphertext, tag, associated data, nonce");
 	random_bytes(key, sizeof(key));
 	random_bytes(nonce, sizeof(nonce));
 	random_bytes(aad, sizeof(aad));
 	random_bytes(plain, sizeof(plain));
 	evp_seal(key, nonce, aad, sizeof(aad), plain, sizeof(plain), ct, tag);
-	gk = gcm_key_new(key);
-	if (gk == NULL)
-		fatal("gcm_key_new");
+	gk = new_key(key);
 	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, ct, sizeof(ct), "ciphertext");
 	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, tag, sizeof(tag), "tag");
 	refuse_each_bit(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, aad, sizeof(aad), "associated data");
@@ -219,6 +257,26 @@ now_ns(void)
 	return ts.tv_sec * 1e9 + ts.tv_nsec;
 }
 
+/* ns per gcm_key_open of the 8-byte value ct (sealed with key, nonce, aad) */
+static double
+time_opens(int cpu, const uint8_t *key, const uint8_t *nonce, const uint8_t *aad,
+		   const uint8_t *ct, const uint8_t *tag, int n)
+{
+	GcmKey	   *gk;
+	uint8_t		out[8];
+	double		t0;
+
+	cpu_way = cpu;
+	gk = new_key(key);
+	t0 = now_ns();
+	for (int i = 0; i < n; i++)
+		if (gcm_key_open(gk, nonce, aad, 12, ct, 8, tag, out) != 1)
+			fatal("gcm_key_open");
+	t0 = (now_ns() - t0) / n;
+	gcm_key_free(gk);
+	return t0;
+}
+
 static int
 bench(void)
 {
@@ -230,11 +288,9 @@ bench(void)
 				tag[16],
 				out[8];
 	EVP_CIPHER_CTX *evp = EVP_CIPHER_CTX_new();
-	GcmKey	   *gk = gcm_key_new(key);
 	const int	n = 1000000;
 	double		t0,
-				t1,
-				t2;
+				t1;
 
 	evp_seal(key, nonce, aad, sizeof(aad), plain, sizeof(plain), ct, tag);
 	EVP_DecryptInit_ex(evp, EVP_aes_256_gcm(), NULL, key, NULL);
@@ -252,14 +308,12 @@ bench(void)
 			fatal("EVP open");
 	}
 	t1 = now_ns();
-	for (int i = 0; i < n; i++)
-		if (gcm_key_open(gk, nonce, aad, sizeof(aad), ct, sizeof(ct), tag, out) != 1)
-			fatal("gcm_key_open");
-	t2 = now_ns();
-	printf("AES-256-GCM open of an 8-byte value: EVP %.0f ns, gcm_key %.0f ns\n",
-		   (t1 - t0) / n, (t2 - t1) / n);
+	printf("AES-256-GCM open of an 8-byte value: EVP %.0f ns, gcm_key OpenSSL way %.0f ns",
+		   (t1 - t0) / n, time_opens(0, key, nonce, aad, ct, tag, n));
+	if (cpu_has_aes_clmul())
+		printf(", gcm_key CPU way %.0f ns", time_opens(1, key, nonce, aad, ct, tag, n));
+	printf("\n");
 	EVP_CIPHER_CTX_free(evp);
-	gcm_key_free(gk);
 	return 0;
 }
 
@@ -268,8 +322,11 @@ main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "--bench") == 0)
 		return bench();
-	test_spec_case_14();
-	test_opens_what_evp_sealed();
-	test_refuses_every_changed_bit();
+	for (cpu_way = cpu_has_aes_clmul(); cpu_way >= 0; cpu_way--)
+	{
+		test_spec_case_14();
+		test_opens_what_evp_sealed();
+		test_refuses_every_changed_bit();
+	}
 	return report_cases();
 }
