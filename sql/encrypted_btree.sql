@@ -242,3 +242,53 @@ RESET max_parallel_maintenance_workers;
 SELECT encrypted_index_check('e_pkey'), encrypted_index_check('e_name_key');
 
 DROP TABLE e_child, p_child, e, p;
+
+-- the integer-like types sealed keys compare without a function call
+-- (int2, int4, int8, date, timestamp, timestamptz, time, oid): signs,
+-- infinities, oids past 2^31, each index in order and alike
+CREATE TABLE ei (i2 int2, i4 int4, i8 int8, d date, ts timestamp, tz timestamptz,
+                 t time, o oid) USING encrypted_heap;
+CREATE TABLE pi (i2 int2, i4 int4, i8 int8, d date, ts timestamp, tz timestamptz,
+                 t time, o oid) USING heap;
+INSERT INTO ei
+SELECT (g * 37 % 65536 - 32768)::int2, (g::int8 * 2654435 % 4294967296 - 2147483648)::int4, (g - 1000)::int8 * 9007199254740,
+       CASE g WHEN 1 THEN '-infinity'::date WHEN 2 THEN 'infinity' ELSE '2000-01-01'::date + (g * 97 % 4001 - 2000) END,
+       CASE g WHEN 3 THEN '-infinity'::timestamp WHEN 4 THEN 'infinity' ELSE '1990-06-01'::timestamp + (g * 7919 % 2001 - 1000) * interval '17 hours' END,
+       CASE g WHEN 5 THEN '-infinity'::timestamptz ELSE '1970-01-01 00:00+00'::timestamptz + (g * 104729 % 2001 - 1000) * interval '1 day 3 min' END,
+       '00:00'::time + (g * 613 % 1440) * interval '1 minute',
+       (g::int8 * 2147483 % 4294967296)::oid
+  FROM generate_series(1, 1600) g;
+INSERT INTO pi SELECT * FROM ei;
+DO $$
+DECLARE
+    c text;
+BEGIN
+    FOREACH c IN ARRAY ARRAY['i2', 'i4', 'i8', 'd', 'ts', 'tz', 't', 'o'] LOOP
+        EXECUTE format('CREATE INDEX ON ei (%I)', c);
+        EXECUTE format('CREATE INDEX ON pi (%I)', c);
+    END LOOP;
+END $$;
+SELECT count(*) AS encrypted_indexes FROM pg_class c JOIN pg_am a ON a.oid = c.relam
+  JOIN pg_index i ON i.indexrelid = c.oid
+ WHERE i.indrelid = 'ei'::regclass AND a.amname = 'encrypted_btree';
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT q, pg_temp.same(replace(q, '%I', '%Ii')) FROM unnest(ARRAY[
+  'SELECT i2 FROM %I ORDER BY i2',
+  'SELECT i4 FROM %I WHERE i4 < 0 ORDER BY i4 DESC',
+  'SELECT i8 FROM %I WHERE i8 BETWEEN -900719925474000 AND 900719925474000 ORDER BY i8',
+  'SELECT d FROM %I WHERE d < ''2000-01-01'' ORDER BY d',
+  'SELECT d FROM %I ORDER BY d DESC LIMIT 5',
+  'SELECT ts FROM %I WHERE ts >= ''1990-06-01'' ORDER BY ts',
+  'SELECT ts FROM %I ORDER BY ts LIMIT 5',
+  'SELECT tz FROM %I WHERE tz < ''1970-01-01 00:00+00'' ORDER BY tz',
+  'SELECT t FROM %I WHERE t > ''12:00'' ORDER BY t',
+  'SELECT o FROM %I WHERE o > 2147483648 ORDER BY o',
+  'SELECT o FROM %I ORDER BY o LIMIT 10'
+]) q;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT c.relname, encrypted_index_check(c.oid) > 0 AS checked
+  FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+ WHERE i.indrelid = 'ei'::regclass ORDER BY 1;
+DROP TABLE ei, pi;

@@ -699,7 +699,9 @@ eb_executor_start(QueryDesc *queryDesc, int eflags)
 		prev_executor_start(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+	/* only an INSERT (or a data-modifying WITH) can have ON CONFLICT */
 	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) || queryDesc->planstate == NULL ||
+		(queryDesc->operation != CMD_INSERT && !queryDesc->plannedstmt->hasModifyingCTE) ||
 		!OidIsValid(eb_am_oid(true)))
 		return;
 	(void) on_conflict_walker(queryDesc->planstate, NULL);

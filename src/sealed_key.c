@@ -120,15 +120,14 @@ sealed_btree_family(Oid typid)
 	return OidIsValid(opclass) ? get_opclass_family(opclass) : InvalidOid;
 }
 
+static const TypeFacts *last_facts = NULL;	/* the last type asked for */
+
 static const TypeFacts *
-type_facts_of(Oid typid)
+look_up_type_facts(Oid typid)
 {
-	static const TypeFacts *last = NULL;
 	TypeFacts  *facts;
 	bool		found;
 
-	if (last != NULL && last->typid == typid)
-		return last;
 	if (type_facts == NULL)
 		type_facts = make_cache("bsoncrypt sealed key types", sizeof(Oid), sizeof(TypeFacts));
 	facts = hash_search(type_facts, &typid, HASH_ENTER, &found);
@@ -154,8 +153,16 @@ type_facts_of(Oid typid)
 							format_type_be(typid))));
 		}
 	}
-	last = facts;
+	last_facts = facts;
 	return facts;
+}
+
+static inline const TypeFacts *
+type_facts_of(Oid typid)
+{
+	if (likely(last_facts != NULL && last_facts->typid == typid))
+		return last_facts;
+	return look_up_type_facts(typid);
 }
 
 /* btree's comparison of a left and a right type, from the left type's family */
@@ -379,10 +386,15 @@ static void
 fill_slot(OpenedSlot *slot, const uint8 *stored, Size len, const void *image,
 		  Size image_len)
 {
-	explicit_bzero(slot, offsetof(OpenedSlot, data) + IMAGE_OFFSET(slot->stored_len) +
-				   slot->image_len);
+	Size		old_end = IMAGE_OFFSET(slot->stored_len) + slot->image_len;
+	Size		new_end = IMAGE_OFFSET(len) + image_len;
+
 	memcpy(slot->data, stored, len);
+	memset(slot->data + len, 0, IMAGE_OFFSET(len) - len);
 	memcpy(slot->data + IMAGE_OFFSET(len), image, image_len);
+	/* no plaintext of the key held before stays behind */
+	if (old_end > new_end)
+		explicit_bzero(slot->data + new_end, old_end - new_end);
 	slot->stored_len = (uint16) len;
 	slot->image_len = (uint16) image_len;
 }
@@ -661,54 +673,64 @@ open_stored(const uint8 *p, Size len, SealedValue *out)
 	out->value = image_datum(facts, image);
 }
 
+/* Point out at the plaintext of a probe (payload p of len bytes). */
+static pg_attribute_always_inline void
+open_probe(const uint8 *p, Size len, SealedValue *out)
+{
+	const TypeFacts *facts;
+	const char *image = (const char *) p + PROBE_IMAGE;
+	Size		image_len = len - PROBE_IMAGE;
+
+	memcpy(&out->typid, p + PROBE_TYPE, sizeof(Oid));
+	facts = type_facts_of(out->typid);
+	out->stored = false;
+	out->key_id = 0;
+	ItemPointerSetInvalid(&out->tid);
+	/* a probe packed into an index tuple or an array may be unaligned */
+	if (unlikely((uintptr_t) image != MAXALIGN((uintptr_t) image)))
+	{
+		char	   *copy = palloc(Max(image_len, sizeof(Datum)));
+
+		memcpy(copy, image, image_len);
+		image = copy;
+	}
+	if ((facts->typlen > 0 && image_len != (Size) facts->typlen) ||
+		(facts->typlen == -1 && (image_len < VARHDRSZ || VARATT_IS_EXTENDED(image) ||
+								 VARSIZE(image) != image_len)))
+		report_corrupt_key("the probe has an invalid length");
+	out->value = image_datum(facts, (void *) image);
+}
+
 /*
  * Open a sealed key: decrypt a stored one (plaintext palloc'd in
- * CurrentMemoryContext), or point into a probe.
+ * CurrentMemoryContext), or point into a probe.  Inlined into the
+ * comparison functions, which run it twice per call, twenty calls per
+ * lookup.
  */
-void
-sealed_key_open(Datum datum, SealedValue *out)
+static pg_attribute_always_inline void
+open_sealed(Datum datum, SealedValue *out)
 {
 	struct varlena *v = (struct varlena *) DatumGetPointer(datum);
 	const uint8 *p;
 	Size		len;
 
-	if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
+	if (unlikely(VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v)))
 		v = detoast_attr(v);	/* compressed by index_form_tuple (large keys) */
 	p = (const uint8 *) VARDATA_ANY(v);
 	len = VARSIZE_ANY_EXHDR(v);
 	if (len >= SEALED_OVERHEAD_MIN &&
 		(p[0] == SEALED_FORMAT_STORED || p[0] == SEALED_FORMAT_COMPRESSED))
-	{
 		open_stored(p, len, out);
-		return;
-	}
-	if (len >= PROBE_IMAGE && p[0] == SEALED_FORMAT_PROBE)
-	{
-		const TypeFacts *facts;
-		const char *image = (const char *) p + PROBE_IMAGE;
-		Size		image_len = len - PROBE_IMAGE;
+	else if (len >= PROBE_IMAGE && p[0] == SEALED_FORMAT_PROBE)
+		open_probe(p, len, out);
+	else
+		report_corrupt_key("the value is not a sealed key");
+}
 
-		memcpy(&out->typid, p + PROBE_TYPE, sizeof(Oid));
-		facts = type_facts_of(out->typid);
-		out->stored = false;
-		out->key_id = 0;
-		ItemPointerSetInvalid(&out->tid);
-		/* a probe packed into an index tuple or an array may be unaligned */
-		if ((uintptr_t) image != MAXALIGN((uintptr_t) image))
-		{
-			char	   *copy = palloc(Max(image_len, sizeof(Datum)));
-
-			memcpy(copy, image, image_len);
-			image = copy;
-		}
-		if ((facts->typlen > 0 && image_len != (Size) facts->typlen) ||
-			(facts->typlen == -1 && (image_len < VARHDRSZ || VARATT_IS_EXTENDED(image) ||
-									 VARSIZE(image) != image_len)))
-			report_corrupt_key("the probe has an invalid length");
-		out->value = image_datum(facts, (void *) image);
-		return;
-	}
-	report_corrupt_key("the value is not a sealed key");
+void
+sealed_key_open(Datum datum, SealedValue *out)
+{
+	open_sealed(datum, out);
 }
 
 /*
@@ -767,10 +789,38 @@ sealed_key_probe_array(Oid elemtype, Datum array, Oid sealed_type)
 											  sealed_type, -1, false, TYPALIGN_INT));
 }
 
-/* btree's comparison of two opened keys */
+#define COMPARE_INTEGERS(x, y) ((x) < (y) ? -1 : (x) > (y) ? 1 : 0)
+
+/*
+ * btree's comparison of two opened keys.  Values of the same integer-like
+ * type compare here, as their btree comparison functions do (btint2cmp,
+ * btint4cmp, btint8cmp, btoidcmp, date_cmp, timestamp_cmp, time_cmp):
+ * that saves a function call at each of the twenty comparisons of a
+ * lookup.  Others call the comparison of their types' btree family.
+ */
 int
 sealed_key_compare(const SealedValue *a, const SealedValue *b, Oid collation)
 {
+	if (a->typid == b->typid)
+	{
+		switch (a->typid)
+		{
+			case INT2OID:
+				return COMPARE_INTEGERS(DatumGetInt16(a->value), DatumGetInt16(b->value));
+			case INT4OID:
+			case DATEOID:
+				return COMPARE_INTEGERS(DatumGetInt32(a->value), DatumGetInt32(b->value));
+			case INT8OID:
+			case TIMESTAMPOID:
+			case TIMESTAMPTZOID:
+			case TIMEOID:
+				return COMPARE_INTEGERS(DatumGetInt64(a->value), DatumGetInt64(b->value));
+			case OIDOID:
+				return COMPARE_INTEGERS(DatumGetObjectId(a->value), DatumGetObjectId(b->value));
+			default:
+				break;
+		}
+	}
 	return DatumGetInt32(FunctionCall2Coll(cmp_proc_of(a->typid, b->typid),
 										   collation, a->value, b->value));
 }
@@ -806,8 +856,8 @@ compare_args(FunctionCallInfo fcinfo)
 				b;
 	int			result;
 
-	sealed_key_open(PG_GETARG_DATUM(0), &a);
-	sealed_key_open(PG_GETARG_DATUM(1), &b);
+	open_sealed(PG_GETARG_DATUM(0), &a);
+	open_sealed(PG_GETARG_DATUM(1), &b);
 	result = sealed_key_compare(&a, &b, PG_GET_COLLATION());
 	MemoryContextSwitchTo(old);
 	return result;
@@ -863,8 +913,8 @@ wrapped_operator(PG_FUNCTION_ARGS)
 				b;
 	Datum		result;
 
-	sealed_key_open(PG_GETARG_DATUM(0), &a);
-	sealed_key_open(PG_GETARG_DATUM(1), &b);
+	open_sealed(PG_GETARG_DATUM(0), &a);
+	open_sealed(PG_GETARG_DATUM(1), &b);
 	result = FunctionCall2Coll(orig, PG_GET_COLLATION(), a.value, b.value);
 	MemoryContextSwitchTo(old);
 	return result;

@@ -1066,12 +1066,13 @@ TdeKey *
 tde_key_by_id(int32 key_id)
 {
 	/*
-	 * The last key found: encrypted_btree asks for the same key some twenty
-	 * times per lookup.  Entries of keys_by_id stay where they are until
+	 * The last two keys found: an encrypted_btree lookup asks for its
+	 * index's key some ten times, with its table's key asked for in
+	 * between.  Entries of keys_by_id stay where they are until
 	 * flush_all_keys, which moves keys_epoch.
 	 */
-	static int32 last_id = 0;
-	static TdeKey *last_key = NULL;
+	static int32 last_id[2] = {0, 0};
+	static TdeKey *last_key[2] = {NULL, NULL};
 	static uint64 last_epoch = 0;
 
 	if (key_id < 0)
@@ -1079,8 +1080,16 @@ tde_key_by_id(int32 key_id)
 		init_session_caches();
 		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
 	}
-	if (key_id == last_id && last_key != NULL && last_epoch == keys_epoch)
-		return last_key;
+	if (last_epoch != keys_epoch)
+	{
+		last_key[0] = last_key[1] = NULL;
+		last_id[0] = last_id[1] = 0;
+		last_epoch = keys_epoch;
+	}
+	if (key_id == last_id[0] && last_key[0] != NULL)
+		return last_key[0];
+	if (key_id == last_id[1] && last_key[1] != NULL)
+		return last_key[1];
 	for (;;)
 	{
 		uint64		generation = keys_generation;
@@ -1094,9 +1103,11 @@ tde_key_by_id(int32 key_id)
 		key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
 		if (key != NULL)
 		{
-			last_id = key_id;
-			last_key = key;
-			last_epoch = keys_epoch;
+			/* the other one found becomes the older */
+			last_id[1] = last_id[0];
+			last_key[1] = last_key[0];
+			last_id[0] = key_id;
+			last_key[0] = key;
 			return key;
 		}
 		PG_TRY();
