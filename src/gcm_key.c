@@ -47,7 +47,7 @@ struct GcmKey
 {
 #ifdef GCM_KEY_X86
 	__m128i		round_keys[15];	/* AES-256 key schedule (CPU way) */
-	__m128i		hash_key;		/* H = AES(K, 0), byte-reversed (CPU way) */
+	__m128i		hash_powers[3]; /* H = AES(K, 0), H^2, H^3, byte-reversed (CPU way) */
 #endif
 	int			cpu;			/* short messages the CPU way */
 	EVP_CIPHER_CTX *ecb;		/* AES-256-ECB, padding off */
@@ -175,28 +175,48 @@ shift_right_128(__m128i x, int n)
 						 _mm_srli_si128(_mm_slli_epi64(x, 64 - n), 8));
 }
 
-/*
- * a * b in GF(2^128), GCM's field, both byte-reversed (bit 127 - i: x^i),
- * and so the result.
- */
-X86_TARGET static inline __m128i
-ghash_multiply(__m128i a, __m128i b)
+/* a 256-bit carry-less product, hi:lo */
+typedef struct Product256
 {
-	__m128i		lo = _mm_clmulepi64_si128(a, b, 0x00);
-	__m128i		hi = _mm_clmulepi64_si128(a, b, 0x11);
+	__m128i		lo;
+	__m128i		hi;
+} Product256;
+
+/* the carry-less product of a and b (byte-reversed blocks), unreduced */
+X86_TARGET static inline Product256
+clmul_product(__m128i a, __m128i b)
+{
+	Product256	p;
 	__m128i		mid = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x01),
 									_mm_clmulepi64_si128(a, b, 0x10));
-	__m128i		carry_lo,
-				carry_hi,
-				fold;
 
-	/* the 256-bit product hi:lo */
-	lo = _mm_xor_si128(lo, _mm_slli_si128(mid, 8));
-	hi = _mm_xor_si128(hi, _mm_srli_si128(mid, 8));
+	p.lo = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x00), _mm_slli_si128(mid, 8));
+	p.hi = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x11), _mm_srli_si128(mid, 8));
+	return p;
+}
+
+X86_TARGET static inline Product256
+product_xor(Product256 a, Product256 b)
+{
+	a.lo = _mm_xor_si128(a.lo, b.lo);
+	a.hi = _mm_xor_si128(a.hi, b.hi);
+	return a;
+}
+
+/*
+ * A product (or a sum of products: reduction is linear) reduced to an
+ * element of GF(2^128), GCM's field, byte-reversed (bit 127 - i: x^i).
+ */
+X86_TARGET static inline __m128i
+reduce_product(Product256 p)
+{
+	__m128i		lo = p.lo;
+	__m128i		hi = p.hi;
+	__m128i		carry_lo = _mm_srli_epi64(lo, 63);
+	__m128i		carry_hi = _mm_srli_epi64(hi, 63);
+	__m128i		fold;
 
 	/* shifted left by one: the reversed product of two 128-bit numbers has 255 bits */
-	carry_lo = _mm_srli_epi64(lo, 63);
-	carry_hi = _mm_srli_epi64(hi, 63);
 	lo = _mm_or_si128(_mm_slli_epi64(lo, 1), _mm_slli_si128(carry_lo, 8));
 	hi = _mm_or_si128(_mm_or_si128(_mm_slli_epi64(hi, 1), _mm_slli_si128(carry_hi, 8)),
 					  _mm_srli_si128(carry_lo, 8));
@@ -215,6 +235,13 @@ ghash_multiply(__m128i a, __m128i b)
 						 _mm_xor_si128(_mm_xor_si128(lo, shift_right_128(lo, 1)),
 									   _mm_xor_si128(shift_right_128(lo, 2),
 													 shift_right_128(lo, 7))));
+}
+
+/* a * b in GCM's field, byte-reversed */
+X86_TARGET static inline __m128i
+ghash_multiply(__m128i a, __m128i b)
+{
+	return reduce_product(clmul_product(a, b));
 }
 
 /*
@@ -340,17 +367,39 @@ cpu_ctr(const GcmKey *gk, __m128i nonce_block, __m128i first, const uint8_t *in,
 	}
 }
 
-/* the tag of aad and ciphertext, masked with AES(K, J0) */
+/*
+ * The tag of aad and ciphertext, masked with AES(K, J0).  GHASH of blocks
+ * X1..Xn is X1 H^n + X2 H^(n-1) + ... + Xn H: when a message makes three
+ * blocks or fewer (associated data and ciphertext of 16 bytes or less,
+ * such as an index key's), the products are summed and reduced once.
+ */
 X86_TARGET static __m128i
 cpu_tag(const GcmKey *gk, const uint8_t *aad, size_t aadlen,
 		const uint8_t *ciphertext, size_t len, __m128i mask)
 {
-	__m128i		y = _mm_setzero_si128();
 	__m128i		lengths = _mm_set_epi64x((long long) (aadlen * 8), (long long) (len * 8));
+	__m128i		y;
 
-	y = ghash_bytes(y, gk->hash_key, aad, aadlen);
-	y = ghash_bytes(y, gk->hash_key, ciphertext, len);
-	y = ghash_multiply(_mm_xor_si128(y, lengths), gk->hash_key);
+	if (aadlen <= AES_BLOCK && len <= AES_BLOCK)
+	{
+		const __m128i *power = gk->hash_powers;
+		int			n = 1 + (aadlen > 0) + (len > 0);
+		Product256	sum = clmul_product(lengths, power[0]);
+
+		if (len > 0)
+			sum = product_xor(sum, clmul_product(byte_reverse(load_partial(ciphertext, len)),
+												 power[1]));
+		if (aadlen > 0)
+			sum = product_xor(sum, clmul_product(byte_reverse(load_partial(aad, aadlen)),
+												 power[n - 1]));
+		y = reduce_product(sum);
+	}
+	else
+	{
+		y = ghash_bytes(_mm_setzero_si128(), gk->hash_powers[0], aad, aadlen);
+		y = ghash_bytes(y, gk->hash_powers[0], ciphertext, len);
+		y = ghash_multiply(_mm_xor_si128(y, lengths), gk->hash_powers[0]);
+	}
 	return _mm_xor_si128(byte_reverse(y), mask);
 }
 
@@ -363,8 +412,13 @@ load_nonce(const uint8_t *nonce)
 X86_TARGET static void
 cpu_init(GcmKey *gk, const uint8_t *key)
 {
+	__m128i		h;
+
 	expand_key(key, gk->round_keys);
-	gk->hash_key = byte_reverse(aes_encrypt(gk->round_keys, _mm_setzero_si128()));
+	h = byte_reverse(aes_encrypt(gk->round_keys, _mm_setzero_si128()));
+	gk->hash_powers[0] = h;
+	gk->hash_powers[1] = ghash_multiply(h, h);
+	gk->hash_powers[2] = ghash_multiply(gk->hash_powers[1], h);
 }
 
 X86_TARGET static int

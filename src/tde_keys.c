@@ -1062,34 +1062,10 @@ read_key(int32 key_id, uint8 *raw, Oid *spc, Oid *relnode)
 	return true;
 }
 
-TdeKey *
-tde_key_by_id(int32 key_id)
+/* A key of keys_by_id: found there, or read from relation_keys and kept there. */
+static TdeKey *
+look_up_key_by_id(int32 key_id)
 {
-	/*
-	 * The last two keys found: an encrypted_btree lookup asks for its
-	 * index's key some ten times, with its table's key asked for in
-	 * between.  Entries of keys_by_id stay where they are until
-	 * flush_all_keys, which moves keys_epoch.
-	 */
-	static int32 last_id[2] = {0, 0};
-	static TdeKey *last_key[2] = {NULL, NULL};
-	static uint64 last_epoch = 0;
-
-	if (key_id < 0)
-	{
-		init_session_caches();
-		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
-	}
-	if (last_epoch != keys_epoch)
-	{
-		last_key[0] = last_key[1] = NULL;
-		last_id[0] = last_id[1] = 0;
-		last_epoch = keys_epoch;
-	}
-	if (key_id == last_id[0] && last_key[0] != NULL)
-		return last_key[0];
-	if (key_id == last_id[1] && last_key[1] != NULL)
-		return last_key[1];
 	for (;;)
 	{
 		uint64		generation = keys_generation;
@@ -1102,14 +1078,7 @@ tde_key_by_id(int32 key_id)
 		init_caches();
 		key = hash_search(keys_by_id, &key_id, HASH_FIND, NULL);
 		if (key != NULL)
-		{
-			/* the other one found becomes the older */
-			last_id[1] = last_id[0];
-			last_key[1] = last_key[0];
-			last_id[0] = key_id;
-			last_key[0] = key;
 			return key;
-		}
 		PG_TRY();
 		{
 			found = read_key(key_id, raw, &spc, &relnode);
@@ -1128,6 +1097,47 @@ tde_key_by_id(int32 key_id)
 		if (!found || key != NULL)
 			return key;
 	}
+}
+
+TdeKey *
+tde_key_by_id(int32 key_id)
+{
+	/*
+	 * The last two keys found: an encrypted_btree lookup asks for its
+	 * index's key some ten times, with its table's key asked for in
+	 * between.  Entries of keys_by_id stay where they are until
+	 * flush_all_keys, which moves keys_epoch.
+	 */
+	static int32 last_id[2] = {0, 0};
+	static TdeKey *last_key[2] = {NULL, NULL};
+	static uint64 last_epoch = 0;
+	TdeKey	   *key;
+
+	if (key_id < 0)
+	{
+		init_session_caches();
+		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
+	}
+	if (last_epoch != keys_epoch)
+	{
+		last_key[0] = last_key[1] = NULL;
+		last_id[0] = last_id[1] = 0;
+		last_epoch = keys_epoch;
+	}
+	if (key_id == last_id[0] && last_key[0] != NULL)
+		return last_key[0];
+	if (key_id == last_id[1] && last_key[1] != NULL)
+		return last_key[1];
+	key = look_up_key_by_id(key_id);
+	if (key != NULL && last_epoch == keys_epoch)
+	{
+		/* the other one found becomes the older */
+		last_id[1] = last_id[0];
+		last_key[1] = last_key[0];
+		last_id[0] = key_id;
+		last_key[0] = key;
+	}
+	return key;
 }
 
 /* The key new values of rel are encrypted with; created if the file has none. */
