@@ -82,6 +82,15 @@ cpu_has_instructions(void)
 		__builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1");
 }
 
+/* each 32-bit word of w XORed with the words below it */
+X86_TARGET static inline __m128i
+prefix_xor(__m128i w)
+{
+	w = _mm_xor_si128(w, _mm_slli_si128(w, 4));
+	w = _mm_xor_si128(w, _mm_slli_si128(w, 4));
+	return _mm_xor_si128(w, _mm_slli_si128(w, 4));
+}
+
 /*
  * One step of the AES-256 key schedule, making round key 2j from round key
  * 2j - 2 (prev) and assist = AESKEYGENASSIST(round key 2j - 1, rcon):
@@ -91,22 +100,17 @@ cpu_has_instructions(void)
 X86_TARGET static inline __m128i
 next_even_round_key(__m128i prev, __m128i assist)
 {
-	assist = _mm_shuffle_epi32(assist, 0xff);
-	prev = _mm_xor_si128(prev, _mm_slli_si128(prev, 4));
-	prev = _mm_xor_si128(prev, _mm_slli_si128(prev, 4));
-	prev = _mm_xor_si128(prev, _mm_slli_si128(prev, 4));
-	return _mm_xor_si128(prev, assist);
+	return _mm_xor_si128(prefix_xor(prev), _mm_shuffle_epi32(assist, 0xff));
 }
 
-/* ... and round key 2j + 1 from 2j - 1 (prev), with word 2 of assist = AESKEYGENASSIST(round key 2j, 0): SubWord(last word) */
+/*
+ * ... and round key 2j + 1 from round key 2j - 1 (prev), with word 2 of
+ * assist = AESKEYGENASSIST(round key 2j, 0): SubWord(last word).
+ */
 X86_TARGET static inline __m128i
 next_odd_round_key(__m128i prev, __m128i assist)
 {
-	assist = _mm_shuffle_epi32(assist, 0xaa);
-	prev = _mm_xor_si128(prev, _mm_slli_si128(prev, 4));
-	prev = _mm_xor_si128(prev, _mm_slli_si128(prev, 4));
-	prev = _mm_xor_si128(prev, _mm_slli_si128(prev, 4));
-	return _mm_xor_si128(prev, assist);
+	return _mm_xor_si128(prefix_xor(prev), _mm_shuffle_epi32(assist, 0xaa));
 }
 
 /* AESKEYGENASSIST takes its round constant as an immediate: one macro per step */
