@@ -528,6 +528,15 @@ aes_ctr32(const unsigned char *in, unsigned char *out, size_t nblocks,
 	}
 }
 
+/* Begin a message under nonce with its associated data; 0 if OpenSSL failed. */
+static int
+openssl_begin(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad, size_t aadlen)
+{
+	gk->failed = 0;
+	CRYPTO_gcm128_setiv(gk->gcm, nonce, GCM_KEY_NONCE_LEN);
+	return aadlen == 0 || CRYPTO_gcm128_aad(gk->gcm, aad, aadlen) == 0;
+}
+
 /* ------------------------------------------------------------------------
  * The interface (gcm_key.h)
  * ------------------------------------------------------------------------
@@ -589,9 +598,7 @@ gcm_key_open(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 	if (gk->cpu && len <= CPU_MAX_LEN)
 		return cpu_open(gk, nonce, aad, aadlen, ciphertext, len, tag, out);
 #endif
-	gk->failed = 0;
-	CRYPTO_gcm128_setiv(gk->gcm, nonce, GCM_KEY_NONCE_LEN);
-	if ((aadlen > 0 && CRYPTO_gcm128_aad(gk->gcm, aad, aadlen) != 0) ||
+	if (!openssl_begin(gk, nonce, aad, aadlen) ||
 		(len > 0 && CRYPTO_gcm128_decrypt_ctr32(gk->gcm, ciphertext, out, len,
 												aes_ctr32) != 0) ||
 		CRYPTO_gcm128_finish(gk->gcm, tag, GCM_KEY_TAG_LEN) != 0 ||
@@ -612,9 +619,7 @@ gcm_key_seal(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 	if (gk->cpu && len <= CPU_MAX_LEN)
 		return cpu_seal(gk, nonce, aad, aadlen, plain, len, ciphertext, tag);
 #endif
-	gk->failed = 0;
-	CRYPTO_gcm128_setiv(gk->gcm, nonce, GCM_KEY_NONCE_LEN);
-	if ((aadlen > 0 && CRYPTO_gcm128_aad(gk->gcm, aad, aadlen) != 0) ||
+	if (!openssl_begin(gk, nonce, aad, aadlen) ||
 		(len > 0 && CRYPTO_gcm128_encrypt_ctr32(gk->gcm, plain, ciphertext, len,
 												aes_ctr32) != 0) ||
 		gk->failed)

@@ -124,6 +124,20 @@ test_spec_case_14(void)
 	end_case();
 }
 
+/*
+ * Checks of a seal or open (what) that returned result and wrote len bytes
+ * to out (filled with 0xAA first, MAX_LEN bytes): it succeeded, wrote want,
+ * and nothing past the end.
+ */
+static int
+wrote_exactly(int result, const uint8_t *out, const uint8_t *want, size_t len,
+			  const char *what)
+{
+	return check(result == 1, "len %zu: %s failed", len, what) &&
+		check(bytes_equal(out, len, want, len), "len %zu: %s wrote other bytes than EVP's seal or its plaintext", len, what) &&
+		check(len == MAX_LEN || out[len] == 0xAA, "len %zu: %s wrote past the end", len, what);
+}
+
 static void
 test_opens_what_evp_sealed(void)
 {
@@ -151,21 +165,17 @@ test_opens_what_evp_sealed(void)
 		gk = new_key(key);
 		/* sealing: EVP's bytes, in place too */
 		memset(out, 0xAA, sizeof(out));
-		if (!check(gcm_key_seal(gk, nonce, aad, aadlen, plain, len, out, tag2) == 1,
-				   "len %zu: does not seal", len) ||
-			!check(bytes_equal(out, len, ct, len) && bytes_equal(tag2, 16, tag, 16),
-				   "len %zu: sealed other bytes than EVP", len) ||
-			!check(len == MAX_LEN || out[len] == 0xAA, "len %zu: sealing wrote past the end", len))
+		if (!wrote_exactly(gcm_key_seal(gk, nonce, aad, aadlen, plain, len, out, tag2),
+						   out, ct, len, "seal") ||
+			!check(bytes_equal(tag2, 16, tag, 16), "len %zu: sealed another tag than EVP", len))
 			len = MAX_LEN;
 		memcpy(out, plain, len);
 		if (!check(gcm_key_seal(gk, nonce, aad, aadlen, out, len, out, tag2) == 1 &&
 				   bytes_equal(out, len, ct, len), "len %zu: sealing in place", len))
 			len = MAX_LEN;
 		memset(out, 0xAA, sizeof(out));
-		if (!check(gcm_key_open(gk, nonce, aad, aadlen, ct, len, tag, out) == 1,
-				   "len %zu: does not open", len) ||
-			!check(bytes_equal(out, len, plain, len), "len %zu: wrong plaintext", len) ||
-			!check(len == MAX_LEN || out[len] == 0xAA, "len %zu: wrote past the end", len))
+		if (!wrote_exactly(gcm_key_open(gk, nonce, aad, aadlen, ct, len, tag, out),
+						   out, plain, len, "open"))
 			len = MAX_LEN;
 		/* in place, with the same gk again */
 		memcpy(out, ct, len);
