@@ -12,7 +12,7 @@
  *	  (about 200 ns per open on a current x86-64 CPU).  Here, on x86-64
  *	  CPUs with AES-NI and PCLMULQDQ, messages up to 256 bytes are sealed
  *	  and opened by AES rounds and GHASH multiplications written with those
- *	  instructions (about 35 ns an open of 8 bytes); longer messages, and
+ *	  instructions (about 25 ns an open of 8 bytes); longer messages, and
  *	  every message on other CPUs, go through OpenSSL's own GCM mode code
  *	  (CRYPTO_gcm128_*, GHASH with the CPU's carry-less multiply) over
  *	  OpenSSL's AES-256-ECB, the counter blocks encrypted in batches

@@ -15,15 +15,15 @@
  *	  the encrypted operator families mirror those).  Sealed keys name their
  *	  relation key by its id, so no relation is needed to open one.
  *
- *	  Opening a stored key costs an AES-256-GCM decryption (about 35 ns
- *	  with AES-NI, gcm_key.c); a btree descent makes one per comparison.  The last few
- *	  dozen keys opened are kept (a scan opens the entry it returns several
- *	  times), and a larger cache of bsoncrypt.index_key_cache kilobytes per
- *	  backend (4 MB by default), mostly the upper levels of the trees.  With
- *	  opens that cheap the larger cache is close to a wash: pgbench -S with
- *	  it off and on gives the same throughput within the noise of the
- *	  machine measured on (docs/at-rest-encryption.md).
- *	  Both are looked up by the stored bytes themselves (every byte
+ *	  Opening a stored key costs an AES-256-GCM decryption (about 25 ns
+ *	  with AES-NI, gcm_key.c); a btree descent makes one per comparison.
+ *	  The last few dozen keys opened are kept (a scan opens the entry it
+ *	  returns several times), and a larger cache of
+ *	  bsoncrypt.index_key_cache kilobytes per backend (4 MB by default),
+ *	  mostly the upper levels of the trees.  With opens that cheap the
+ *	  larger cache is close to a wash: pgbench -S with it off and on gives
+ *	  the same throughput within the noise of the machine measured on
+ *	  (docs/at-rest-encryption.md).  Both are looked up by the stored bytes themselves (every byte
  *	  compared, so a changed key never hits), filled when a key is sealed or
  *	  opened, emptied (and zeroed) when relation keys change.
  *
