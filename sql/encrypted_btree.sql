@@ -292,3 +292,59 @@ SELECT c.relname, encrypted_index_check(c.oid) > 0 AS checked
   FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
  WHERE i.indrelid = 'ei'::regclass ORDER BY 1;
 DROP TABLE ei, pi;
+
+-- short keys as single AES-256 blocks (bsoncrypt.index_keys_as_blocks, on by
+-- default) or as AES-256-GCM (off): entries of both formats in one index
+-- give the same rows as btree; floats (NaN, -0, infinities) and booleans
+-- too; an index of blocks is the smaller
+SHOW bsoncrypt.index_keys_as_blocks;
+CREATE TABLE ek (id int8, f4 float4, f8 float8, b bool) USING encrypted_heap;
+CREATE TABLE pk (id int8, f4 float4, f8 float8, b bool) USING heap;
+DO $$
+DECLARE
+    c text;
+BEGIN
+    FOREACH c IN ARRAY ARRAY['id', 'f4', 'f8', 'b', 'b, f8 DESC'] LOOP
+        EXECUTE format('CREATE INDEX ON ek (%s)', c);
+        EXECUTE format('CREATE INDEX ON pk (%s)', c);
+    END LOOP;
+END $$;
+CREATE FUNCTION pg_temp.add_rows(lo int, hi int) RETURNS void LANGUAGE sql AS $$
+INSERT INTO ek
+SELECT (g - 800)::int8 * 11529215046068469, ((g * 7919 % 1601) - 800) / 7.0,
+       CASE g % 400 WHEN 1 THEN 'NaN'::float8 WHEN 2 THEN 'Infinity' WHEN 3 THEN '-Infinity'
+                    WHEN 4 THEN '-0' ELSE ((g * 104729 % 1601) - 800) * 1e300 / 3 END,
+       g % 3 = 0
+  FROM generate_series(lo, hi) g
+$$;
+SET bsoncrypt.index_keys_as_blocks = off;
+SELECT pg_temp.add_rows(1, 800);
+RESET bsoncrypt.index_keys_as_blocks;
+SELECT pg_temp.add_rows(801, 1600);
+INSERT INTO pk SELECT * FROM ek;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT q, pg_temp.same(replace(q, '%I', '%Ik')) FROM unnest(ARRAY[
+  'SELECT id FROM %I ORDER BY id',
+  'SELECT id FROM %I WHERE id BETWEEN -1000000000000000000 AND 1000000000000000000 ORDER BY id DESC',
+  'SELECT id, f4 FROM %I WHERE id = 11529215046068469 * 5',
+  'SELECT f4 FROM %I WHERE f4 < 0 ORDER BY f4',
+  'SELECT f8 FROM %I ORDER BY f8',
+  'SELECT f8 FROM %I WHERE f8 = ''NaN'' OR f8 = 0',
+  'SELECT f8 FROM %I ORDER BY f8 DESC LIMIT 5',
+  'SELECT b, count(*) FROM %I GROUP BY b ORDER BY b',
+  'SELECT b, f8 FROM %I WHERE b ORDER BY b, f8 DESC LIMIT 20'
+]) q;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT c.relname, encrypted_index_check(c.oid) AS checked
+  FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+ WHERE i.indrelid = 'ek'::regclass ORDER BY 1;
+CREATE INDEX ek_id_blocks ON ek (id);
+SET bsoncrypt.index_keys_as_blocks = off;
+CREATE INDEX ek_id_gcm ON ek (id);
+RESET bsoncrypt.index_keys_as_blocks;
+SELECT pg_relation_size('ek_id_blocks') < 0.7 * pg_relation_size('ek_id_gcm') AS blocks_smaller,
+       encrypted_index_check('ek_id_blocks') AS blocks_checked,
+       encrypted_index_check('ek_id_gcm') AS gcm_checked;
+DROP TABLE ek, pk;

@@ -47,10 +47,12 @@ struct GcmKey
 {
 #ifdef GCM_KEY_X86
 	__m128i		round_keys[15];	/* AES-256 key schedule (CPU way) */
+	__m128i		decrypt_keys[15];	/* the inverse cipher's schedule (CPU way) */
 	__m128i		hash_powers[3]; /* H = AES(K, 0), H^2, H^3, byte-reversed (CPU way) */
 #endif
 	int			cpu;			/* short messages the CPU way */
 	EVP_CIPHER_CTX *ecb;		/* AES-256-ECB, padding off */
+	EVP_CIPHER_CTX *ecb_decrypt;	/* its inverse (single blocks) */
 	GCM128_CONTEXT *gcm;		/* GHASH key and per-message state */
 	int			failed;			/* an AES call failed in this seal or open */
 };
@@ -145,6 +147,30 @@ aes_encrypt(const __m128i *rk, __m128i b)
 	for (int r = 1; r < 14; r++)
 		b = _mm_aesenc_si128(b, rk[r]);
 	return _mm_aesenclast_si128(b, rk[14]);
+}
+
+/*
+ * The inverse cipher's schedule (the "equivalent inverse cipher" of
+ * FIPS 197, 5.3.5): the round keys in reverse order, InvMixColumns applied
+ * to all but the first and last.
+ */
+X86_TARGET static void
+invert_key(const __m128i *rk, __m128i *dk)
+{
+	dk[0] = rk[14];
+	for (int r = 1; r < 14; r++)
+		dk[r] = _mm_aesimc_si128(rk[14 - r]);
+	dk[14] = rk[0];
+}
+
+X86_TARGET static inline __m128i
+aes_decrypt(const __m128i *dk, __m128i b)
+{
+	b = _mm_xor_si128(b, dk[0]);
+#pragma GCC unroll 13
+	for (int r = 1; r < 14; r++)
+		b = _mm_aesdec_si128(b, dk[r]);
+	return _mm_aesdeclast_si128(b, dk[14]);
 }
 
 /* two blocks at once (their rounds overlap in the CPU) */
@@ -419,6 +445,7 @@ cpu_init(GcmKey *gk, const uint8_t *key)
 	__m128i		h;
 
 	expand_key(key, gk->round_keys);
+	invert_key(gk->round_keys, gk->decrypt_keys);
 	h = byte_reverse(aes_encrypt(gk->round_keys, _mm_setzero_si128()));
 	gk->hash_powers[0] = h;
 	gk->hash_powers[1] = ghash_multiply(h, h);
@@ -464,6 +491,20 @@ cpu_open(const GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 	}
 	cpu_ctr(gk, nonce_block, first, ciphertext, out, len);
 	return 1;
+}
+
+X86_TARGET static void
+cpu_encipher(const GcmKey *gk, const uint8_t *in, uint8_t *out)
+{
+	_mm_storeu_si128((__m128i *) out,
+					 aes_encrypt(gk->round_keys, _mm_loadu_si128((const __m128i *) in)));
+}
+
+X86_TARGET static void
+cpu_decipher(const GcmKey *gk, const uint8_t *in, uint8_t *out)
+{
+	_mm_storeu_si128((__m128i *) out,
+					 aes_decrypt(gk->decrypt_keys, _mm_loadu_si128((const __m128i *) in)));
 }
 #endif							/* GCM_KEY_X86 */
 
@@ -559,6 +600,14 @@ gcm_key_new(const uint8_t *key)
 		gcm_key_free(gk);
 		return NULL;
 	}
+	gk->ecb_decrypt = EVP_CIPHER_CTX_new();
+	if (gk->ecb_decrypt == NULL ||
+		EVP_DecryptInit_ex(gk->ecb_decrypt, EVP_aes_256_ecb(), NULL, key, NULL) != 1 ||
+		EVP_CIPHER_CTX_set_padding(gk->ecb_decrypt, 0) != 1)
+	{
+		gcm_key_free(gk);
+		return NULL;
+	}
 	/* computes the GHASH key H = AES(K, 0) with aes_block */
 	gk->gcm = CRYPTO_gcm128_new(gk, aes_block);
 	if (gk->gcm == NULL || gk->failed)
@@ -585,6 +634,8 @@ gcm_key_free(GcmKey *gk)
 		CRYPTO_gcm128_release(gk->gcm); /* cleanses H and its tables */
 	if (gk->ecb != NULL)
 		EVP_CIPHER_CTX_free(gk->ecb);	/* cleanses the key schedule */
+	if (gk->ecb_decrypt != NULL)
+		EVP_CIPHER_CTX_free(gk->ecb_decrypt);
 	OPENSSL_cleanse(gk, sizeof(GcmKey));	/* ours */
 	free(gk);
 }
@@ -629,5 +680,45 @@ gcm_key_seal(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 		return 0;
 	}
 	CRYPTO_gcm128_tag(gk->gcm, tag, GCM_KEY_TAG_LEN);
+	return 1;
+}
+
+int
+gcm_key_encipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out)
+{
+	int			outl = 0;
+
+#ifdef GCM_KEY_X86
+	if (gk->cpu)
+	{
+		cpu_encipher(gk, in, out);
+		return 1;
+	}
+#endif
+	if (EVP_EncryptUpdate(gk->ecb, out, &outl, in, AES_BLOCK) != 1 || outl != AES_BLOCK)
+	{
+		memset(out, 0, AES_BLOCK);
+		return 0;
+	}
+	return 1;
+}
+
+int
+gcm_key_decipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out)
+{
+	int			outl = 0;
+
+#ifdef GCM_KEY_X86
+	if (gk->cpu)
+	{
+		cpu_decipher(gk, in, out);
+		return 1;
+	}
+#endif
+	if (EVP_DecryptUpdate(gk->ecb_decrypt, out, &outl, in, AES_BLOCK) != 1 || outl != AES_BLOCK)
+	{
+		memset(out, 0, AES_BLOCK);
+		return 0;
+	}
 	return 1;
 }

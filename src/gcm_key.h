@@ -21,6 +21,10 @@
  *	  against EVP's AES-256-GCM, and `make -C test/unit bench` times EVP and
  *	  both ways.
  *
+ *	  Single AES-256 blocks (no mode) are enciphered and deciphered the
+ *	  same two ways: AES-NI rounds where the key has the CPU way, else
+ *	  OpenSSL's AES-256-ECB.
+ *
  *	  Plain C on OpenSSL 3, no PostgreSQL header.  A GcmKey holds the key
  *	  schedule and GHASH key of one AES-256 key; it must not be used by two
  *	  threads at once.  Nonces are 96 bits, tags 128 bits.
@@ -75,5 +79,15 @@ extern int	gcm_key_open(GcmKey *gk, const uint8_t *nonce,
 						 const uint8_t *aad, size_t aadlen,
 						 const uint8_t *ciphertext, size_t len,
 						 const uint8_t *tag, uint8_t *out);
+
+/*
+ * AES-256 of one 16-byte block, forward (encipher) or inverse (decipher),
+ * with no mode: what encrypted_btree seals short fixed-length keys with
+ * (encode-then-encipher, see sealed_key.c).  The CPU way where the key has
+ * it, else OpenSSL's AES-256-ECB.  Returns 1, or 0 if OpenSSL failed (out
+ * zeroed).  in and out may be the same buffer.
+ */
+extern int	gcm_key_encipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out);
+extern int	gcm_key_decipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out);
 
 #endif							/* GCM_KEY_H */

@@ -37,6 +37,21 @@
  *	  (Format 0xE5, before 2026-12, stored the type oid and a flags byte
  *	  always; such keys are reported as invalid: REINDEX.)
  *
+ *	  Short fixed-length keys (byval types with a type code, 8 bytes at
+ *	  most) are stored in 21 bytes when bsoncrypt.index_keys_as_blocks is on
+ *	  (the default), encode-then-encipher (sealed_key.c says why that is
+ *	  sound):
+ *
+ *	  byte 0       0xE9
+ *	  bytes 1..4   relation key id (big endian)
+ *	  16 bytes     AES-256 (one block, no mode) of: the value's bytes as a
+ *	               Datum stores them, zero-padded to 8; the heap TID (block
+ *	               4 bytes, offset 2, big endian; offsets up to 0x7FF); the
+ *	               type code; 0xE9.
+ *
+ *	  Both formats can be in one index (entries sealed under either
+ *	  setting); comparisons open each by its format byte.
+ *
  *	  A probe (format 0xE6) holds a plaintext value and its type; scans
  *	  turn their arguments into probes so that the comparison functions can
  *	  tell them from stored keys.  Probes live in backend memory only.
@@ -61,6 +76,8 @@
 #define SEALED_NONCE_LEN		12
 #define SEALED_TAG_LEN			16
 #define SEALED_OVERHEAD_MIN		(SEALED_AAD_MIN + SEALED_NONCE_LEN + SEALED_TAG_LEN)
+#define SEALED_FORMAT_BLOCK		0xE9
+#define SEALED_BLOCK_LEN		21	/* format, key id, one AES block */
 
 /* what opening a sealed key (stored or probe) gives */
 typedef struct SealedValue
@@ -74,6 +91,7 @@ typedef struct SealedValue
 
 /* sealed_key.c */
 extern int	sealed_cache_kb;
+extern bool sealed_block_keys;
 extern void sealed_define_settings(void);
 extern struct varlena *sealed_key_seal(Relation index, Oid typid, Datum value,
 									   ItemPointer tid);

@@ -1319,6 +1319,29 @@ tde_open(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *nonce,
 }
 
 /*
+ * AES-256 of one 16-byte block with key, forward and inverse, no mode
+ * (encrypted_btree's short keys, sealed_key.c).  Callers make every block
+ * they encipher unique and check the redundancy of what they decipher.
+ */
+void
+tde_encipher_block(TdeKey *key, const uint8 *in, uint8 *out)
+{
+	if (gcm_key_encipher_block(key->gcm, in, out) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("AES-256 encryption failed with relation key %d", key->key_id)));
+}
+
+void
+tde_decipher_block(TdeKey *key, const uint8 *in, uint8 *out)
+{
+	if (gcm_key_decipher_block(key->gcm, in, out) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("AES-256 decryption failed with relation key %d", key->key_id)));
+}
+
+/*
  * Encrypt a plaintext varlena (inline: plain, short or compressed) for
  * column attnum.  An uncompressed value is stored without its varlena
  * header (its length is the stored length), a compressed one whole.

@@ -10,6 +10,10 @@
  *	  associated data or nonce (output zeroed), and opens the GCM
  *	  specification's test case 14 (McGrew and Viega, "The Galois/Counter
  *	  Mode of Operation", 2005: AES-256, zero key and IV, one zero block).
+ *	  Single blocks: gcm_key_encipher_block and gcm_key_decipher_block give
+ *	  EVP's AES-256-ECB bytes both ways (random keys and blocks, in place or
+ *	  not), undo each other, and encipher the AES-256 example of FIPS 197
+ *	  (appendix C.3).
  *
  *	  --bench: nanoseconds per open of an 8-byte value with 12 bytes of
  *	  associated data (an encrypted_btree key): EVP, gcm_key with OpenSSL's
@@ -121,6 +125,83 @@ test_spec_case_14(void)
 	check(gcm_key_open(gk, nonce, NULL, 0, ct, 16, tag, out) == 1, "does not open");
 	check(all_zero(out, 16), "the plaintext is not the zero block");
 	gcm_key_free(gk);
+	end_case();
+}
+
+/* EVP's AES-256-ECB of one block, forward or inverse (the oracle) */
+static void
+evp_ecb_block(const uint8_t *key, int encrypt, const uint8_t *in, uint8_t *out)
+{
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int			outl = 0;
+
+	if (ctx == NULL ||
+		EVP_CipherInit_ex(ctx, EVP_aes_256_ecb(), NULL, key, NULL, encrypt) != 1 ||
+		EVP_CIPHER_CTX_set_padding(ctx, 0) != 1 ||
+		EVP_CipherUpdate(ctx, out, &outl, in, 16) != 1 || outl != 16)
+		fatal("EVP AES-256-ECB failed");
+	EVP_CIPHER_CTX_free(ctx);
+}
+
+static void
+test_fips_197_example(void)
+{
+	static const uint8_t plain[16] = {
+		0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+		0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff
+	};
+	static const uint8_t want[16] = {
+		0x8e, 0xa2, 0xb7, 0xca, 0x51, 0x67, 0x45, 0xbf,
+		0xea, 0xfc, 0x49, 0x90, 0x4b, 0x49, 0x60, 0x89
+	};
+	uint8_t		key[32];
+	uint8_t		out[16];
+	GcmKey	   *gk;
+
+	for (int i = 0; i < 32; i++)
+		key[i] = (uint8_t) i;
+	gk = new_key(key);
+	begin_way_case("AES-256 single block, FIPS 197 appendix C.3");
+	check(gcm_key_encipher_block(gk, plain, out) == 1 && bytes_equal(out, 16, want, 16),
+		  "enciphers other bytes");
+	check(gcm_key_decipher_block(gk, want, out) == 1 && bytes_equal(out, 16, plain, 16),
+		  "deciphers other bytes");
+	gcm_key_free(gk);
+	end_case();
+}
+
+static void
+test_blocks_match_evp_ecb(void)
+{
+	begin_way_case("single blocks are EVP's AES-256-ECB both ways");
+	for (int k = 0; k < 8 && case_ok; k++)
+	{
+		uint8_t		key[32];
+		GcmKey	   *gk;
+
+		random_bytes(key, sizeof(key));
+		gk = new_key(key);
+		for (int b = 0; b < 64 && case_ok; b++)
+		{
+			uint8_t		in[16],
+						want[16],
+						out[16],
+						back[16];
+
+			random_bytes(in, sizeof(in));
+			evp_ecb_block(key, 1, in, want);
+			check(gcm_key_encipher_block(gk, in, out) == 1 && bytes_equal(out, 16, want, 16),
+				  "key %d block %d: enciphers other bytes than EVP", k, b);
+			check(gcm_key_decipher_block(gk, out, back) == 1 && bytes_equal(back, 16, in, 16),
+				  "key %d block %d: deciphering does not give the block back", k, b);
+			/* the inverse on a block nobody enciphered, in place */
+			evp_ecb_block(key, 0, in, want);
+			memcpy(out, in, 16);
+			check(gcm_key_decipher_block(gk, out, out) == 1 && bytes_equal(out, 16, want, 16),
+				  "key %d block %d: deciphers other bytes than EVP", k, b);
+		}
+		gcm_key_free(gk);
+	}
 	end_case();
 }
 
@@ -337,6 +418,8 @@ main(int argc, char **argv)
 		test_spec_case_14();
 		test_opens_what_evp_sealed();
 		test_refuses_every_changed_bit();
+		test_fips_197_example();
+		test_blocks_match_evp_ecb();
 	}
 	return report_cases();
 }
