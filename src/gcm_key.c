@@ -683,19 +683,24 @@ gcm_key_seal(GcmKey *gk, const uint8_t *nonce, const uint8_t *aad,
 	return 1;
 }
 
-int
-gcm_key_encipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out)
+/* one block, forward or inverse: the CPU way where gk has it, else OpenSSL's ECB */
+static int
+cipher_block(GcmKey *gk, int forward, const uint8_t *in, uint8_t *out)
 {
 	int			outl = 0;
 
 #ifdef GCM_KEY_X86
 	if (gk->cpu)
 	{
-		cpu_encipher(gk, in, out);
+		if (forward)
+			cpu_encipher(gk, in, out);
+		else
+			cpu_decipher(gk, in, out);
 		return 1;
 	}
 #endif
-	if (EVP_EncryptUpdate(gk->ecb, out, &outl, in, AES_BLOCK) != 1 || outl != AES_BLOCK)
+	if (EVP_CipherUpdate(forward ? gk->ecb : gk->ecb_decrypt, out, &outl, in, AES_BLOCK) != 1 ||
+		outl != AES_BLOCK)
 	{
 		memset(out, 0, AES_BLOCK);
 		return 0;
@@ -704,21 +709,13 @@ gcm_key_encipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out)
 }
 
 int
+gcm_key_encipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out)
+{
+	return cipher_block(gk, 1, in, out);
+}
+
+int
 gcm_key_decipher_block(GcmKey *gk, const uint8_t *in, uint8_t *out)
 {
-	int			outl = 0;
-
-#ifdef GCM_KEY_X86
-	if (gk->cpu)
-	{
-		cpu_decipher(gk, in, out);
-		return 1;
-	}
-#endif
-	if (EVP_DecryptUpdate(gk->ecb_decrypt, out, &outl, in, AES_BLOCK) != 1 || outl != AES_BLOCK)
-	{
-		memset(out, 0, AES_BLOCK);
-		return 0;
-	}
-	return 1;
+	return cipher_block(gk, 0, in, out);
 }

@@ -1318,6 +1318,14 @@ tde_open(TdeKey *key, const uint8 *aad, int aadlen, const uint8 *nonce,
 	return gcm_key_open(key->gcm, nonce, aad, aadlen, ciphertext, len, tag, out) == 1;
 }
 
+static void
+report_block_failure(const char *what, const TdeKey *key)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INTERNAL_ERROR),
+			 errmsg("AES-256 %s failed with relation key %d", what, key->key_id)));
+}
+
 /*
  * AES-256 of one 16-byte block with key, forward and inverse, no mode
  * (encrypted_btree's short keys, sealed_key.c).  Callers make every block
@@ -1327,18 +1335,14 @@ void
 tde_encipher_block(TdeKey *key, const uint8 *in, uint8 *out)
 {
 	if (gcm_key_encipher_block(key->gcm, in, out) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("AES-256 encryption failed with relation key %d", key->key_id)));
+		report_block_failure("encryption", key);
 }
 
 void
 tde_decipher_block(TdeKey *key, const uint8 *in, uint8 *out)
 {
 	if (gcm_key_decipher_block(key->gcm, in, out) != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INTERNAL_ERROR),
-				 errmsg("AES-256 decryption failed with relation key %d", key->key_id)));
+		report_block_failure("decryption", key);
 }
 
 /*
