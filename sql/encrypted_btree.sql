@@ -99,6 +99,18 @@ CREATE TEMP TABLE index_queries AS SELECT q FROM unnest(ARRAY[
   'SELECT id FROM %I WHERE doc OPERATOR(bsoncrypt.<) bson_from_jsonb(''{"_id": 2}'') ORDER BY doc, id',
   -- row comparisons over a multi-column index
   'SELECT grp, id FROM %I WHERE (grp, id) > (int2 ''5'', 2990) ORDER BY grp, id DESC LIMIT 5',
+  -- several keys on one column, of its type and of others: btree compares
+  -- them with one another to keep the tightest
+  'SELECT id FROM %I WHERE id > 10::int8 AND id < 20 ORDER BY id',
+  'SELECT id FROM %I WHERE id >= 5 AND id > 7::int2 AND id < 12::int8 AND id <= 15 ORDER BY id DESC',
+  'SELECT id FROM %I WHERE id > 2 AND id > 5 AND id < 9 AND id < 20 ORDER BY id',
+  'SELECT id FROM %I WHERE id > 9 AND id >= 9 AND id < 11 AND id <= 10 ORDER BY id',
+  'SELECT id FROM %I WHERE id = ANY (ARRAY[5, 3, 11]) AND id > 4::int8 ORDER BY id',
+  'SELECT id FROM %I WHERE id = ANY (ARRAY[5, 3, 11]) AND id > 4 AND id < 11 ORDER BY id',
+  'SELECT id FROM %I WHERE id < ANY (ARRAY[10, 20]) AND id > 15 ORDER BY id',
+  'SELECT id FROM %I WHERE id > ALL (ARRAY[2990::int8, 2995]) AND id < 2999 ORDER BY id',
+  'SELECT big FROM %I WHERE big > 5 AND big < 9000000000 AND big <= 5000015::int8 ORDER BY big',
+  'SELECT grp, id FROM %I WHERE grp = 3 AND grp >= 3::int8 AND id > 2980 AND id > 2900::int8 ORDER BY grp, id DESC',
   -- ORDER BY, LIMIT, OFFSET, backwards
   'SELECT id, name FROM %I ORDER BY name LIMIT 5',
   'SELECT id, name FROM %I ORDER BY name DESC LIMIT 5 OFFSET 10',
@@ -146,6 +158,36 @@ RESET enable_hashjoin;
 RESET enable_nestloop;
 RESET enable_sort;
 
+-- scans leave their state to the next ones: six scans open at once
+-- (nested loops), each rescanned a hundred times, twice over; scans of
+-- cursors open across other statements; a scan ended by an error
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SET enable_material = off;
+EXPLAIN (COSTS OFF) SELECT a.id FROM e a JOIN e b ON b.id = a.id + 1 JOIN e c ON c.id = b.id + 1
+  JOIN e d ON d.id = c.id + 1 JOIN e f ON f.id = d.id + 1 JOIN e g ON g.id = f.id + 1 WHERE a.id < 100;
+SELECT pg_temp.same('SELECT a.id, g.name FROM %1$I a JOIN %1$I b ON b.id = a.id + 1
+    JOIN %1$I c ON c.id = b.id + 1 JOIN %1$I d ON d.id = c.id + 1 JOIN %1$I f ON f.id = d.id + 1
+    JOIN %1$I g ON g.id = f.id + 1 WHERE a.id < 100 ORDER BY a.id')
+  FROM generate_series(1, 2);
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+RESET enable_material;
+BEGIN;
+DECLARE c1 CURSOR FOR SELECT id, name FROM e WHERE id > 100 ORDER BY id;
+DECLARE c2 CURSOR FOR SELECT id FROM e WHERE id < 50 ORDER BY id DESC;
+FETCH 2 FROM c1;
+SELECT id, name FROM e WHERE id = 7;
+FETCH 1 FROM c2;
+FETCH 2 FROM c1;
+SELECT id FROM e WHERE id BETWEEN 300 AND 302 ORDER BY id;
+FETCH 2 FROM c2;
+CLOSE c1;
+FETCH 1 FROM c2;
+COMMIT;
+SELECT id, 1 / (id - 103) FROM e WHERE id > 100 ORDER BY id;
+SELECT pg_temp.same('SELECT id, name FROM %I WHERE id > 100 AND id < 106 ORDER BY id');
+
 -- unique violations: the same errors (the detail shows the plaintext key)
 INSERT INTO e (id, name) VALUES (42, 'new');
 INSERT INTO p (id, name) VALUES (42, 'new');
@@ -160,6 +202,35 @@ BEGIN;
 DELETE FROM e WHERE id = 100;
 INSERT INTO e (id, name) VALUES (100, 'n100');
 ROLLBACK;
+-- deferred unique constraints: btree checks the entries again at commit
+-- (with probes of their values)
+CREATE TABLE e_def (id int UNIQUE DEFERRABLE INITIALLY DEFERRED,
+                    t text UNIQUE DEFERRABLE INITIALLY DEFERRED) USING encrypted_heap;
+CREATE TABLE p_def (id int UNIQUE DEFERRABLE INITIALLY DEFERRED,
+                    t text UNIQUE DEFERRABLE INITIALLY DEFERRED) USING heap;
+INSERT INTO e_def SELECT g, 't' || g FROM generate_series(1, 50) g;
+INSERT INTO p_def SELECT g, 't' || g FROM generate_series(1, 50) g;
+UPDATE e_def SET id = id + 1, t = 't' || (id + 1);
+UPDATE p_def SET id = id + 1, t = 't' || (id + 1);
+BEGIN;
+INSERT INTO e_def VALUES (7, 'x');
+UPDATE e_def SET id = 700 WHERE id = 7 AND t = 't7';
+COMMIT;
+BEGIN;
+INSERT INTO p_def VALUES (7, 'x');
+UPDATE p_def SET id = 700 WHERE id = 7 AND t = 't7';
+COMMIT;
+BEGIN;
+INSERT INTO e_def VALUES (8, 'y');
+COMMIT;
+BEGIN;
+INSERT INTO p_def VALUES (8, 'y');
+COMMIT;
+BEGIN;
+INSERT INTO e_def VALUES (9000, 't9');
+COMMIT;
+SELECT pg_temp.same('SELECT id, t FROM %I_def ORDER BY id');
+DROP TABLE e_def, p_def;
 
 -- ON CONFLICT
 INSERT INTO e (id, name) VALUES (1, 'x1'), (4000, 'n4000') ON CONFLICT DO NOTHING RETURNING id;
@@ -333,7 +404,13 @@ SELECT q, pg_temp.same(replace(q, '%I', '%Ik')) FROM unnest(ARRAY[
   'SELECT f8 FROM %I WHERE f8 = ''NaN'' OR f8 = 0',
   'SELECT f8 FROM %I ORDER BY f8 DESC LIMIT 5',
   'SELECT b, count(*) FROM %I GROUP BY b ORDER BY b',
-  'SELECT b, f8 FROM %I WHERE b ORDER BY b, f8 DESC LIMIT 20'
+  'SELECT b, f8 FROM %I WHERE b ORDER BY b, f8 DESC LIMIT 20',
+  -- keys of the column's type and of others on one column
+  'SELECT f4 FROM %I WHERE f4 > -50::float8 AND f4 >= -30 AND f4 < 20 AND f4 <= 10.5::float8 ORDER BY f4',
+  'SELECT f4 FROM %I WHERE f4 >= -30 AND f4 > -50::float8 AND f4 <= 10.5::float8 AND f4 < 20 ORDER BY f4',
+  'SELECT f8 FROM %I WHERE f8 < 1e301 AND f8 > 2.5::float4 AND f8 < 3e300 AND f8 > 1 ORDER BY f8',
+  'SELECT id FROM %I WHERE id > -5::int4 AND id > -11529215046068469 * 3 AND id < 11529215046068469 * 2 AND id < 100::int2 ORDER BY id',
+  'SELECT id FROM %I WHERE id < 11529215046068469 * 2 AND id < 100::int2 AND id > -11529215046068469 * 3 AND id > -5::int4 ORDER BY id'
 ]) q;
 RESET enable_seqscan;
 RESET enable_bitmapscan;

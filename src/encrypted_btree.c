@@ -15,10 +15,12 @@
  *	    the index says its input type is sealed_key, whose output opens it.
  *	  - amrescan turns scan arguments into probes and wraps each scan key's
  *	    operator so that it opens both sides (btree evaluates scan keys on
- *	    stored keys, and compares scan keys with each other).  The probe's
- *	    type is sealed_key, so _bt_first takes the comparison registered for
- *	    (input type, sealed_key), and array keys are sorted with (sealed_key,
- *	    sealed_key): both are the opclasses' sealed comparison.
+ *	    stored keys, and compares scan keys with each other).  A probe of
+ *	    the column's type keeps subtype "none", so _bt_first takes the
+ *	    column's comparison (from the relation cache); others, and arrays,
+ *	    get subtype sealed_key, so that _bt_first takes the comparison
+ *	    registered for (input type, sealed_key) and array keys are sorted
+ *	    with (sealed_key, sealed_key): all are the sealed comparison.
  *	  - amgettuple (and amgetbitmap, built on it) opens every key of every
  *	    entry it returns and checks that it was sealed for that entry's
  *	    heap TID under a key of this index's file: a tampered key, or a
@@ -30,7 +32,8 @@
  *	  Deduplication stays off (no opclass declares equal images; equal keys
  *	  are not equal bytes), INCLUDE columns are refused (they would be
  *	  stored as they are), and the scan-side state of each scan is kept in
- *	  a per-backend list (btree owns scan->opaque).
+ *	  a per-backend list (btree owns scan->opaque), its memory handed on to
+ *	  the next scan when it ends.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,18 +66,31 @@ PG_FUNCTION_INFO_V1(bsoncrypt_encrypted_btree_handler);
 
 static IndexAmRoutine *btree_rt = NULL;
 
-/* Per-scan state: ours, next to btree's scan->opaque */
+/*
+ * Per-scan state: ours, next to btree's scan->opaque.  It lives in its own
+ * memory context, cxt, with keycxt and tupcxt as children and btree's
+ * tuple workspace; ended scans leave the whole to the next scan
+ * (idle_states): a lookup's scan then creates and deletes no memory
+ * context and allocates no workspace.
+ */
 typedef struct EbScan
 {
 	IndexScanDesc scan;			/* whose state this is */
+	MemoryContext cxt;			/* this state's */
 	MemoryContext keycxt;		/* probes and wrapped operators, per rescan */
 	MemoryContext tupcxt;		/* opened entries, per returned tuple */
+	char	   *workspace;		/* btree's currTuples and markTuples */
 	bool		rescanned;
 	bool		want_itup;		/* the caller's (index-only scan) */
 	TupleDesc	plaindesc;		/* what index-only scans get (made for them) */
 	int32		own_keys[8];	/* keys already seen to be of this index's file */
 	int			n_own_keys;
 } EbScan;
+
+/* states of ended scans, reset, under TopMemoryContext */
+#define IDLE_STATES_MAX	4
+static EbScan *idle_states[IDLE_STATES_MAX];
+static int	n_idle_states = 0;
 
 /*
  * The states of the scans open in this backend, newest last: a few at a
@@ -246,21 +262,63 @@ forget_scan(IndexScanDesc scan)
 	nscans--;
 }
 
+/* A scan state, under the current memory context: an idle one, or new. */
+static EbScan *
+take_state(void)
+{
+	EbScan	   *st;
+	MemoryContext cxt;
+
+	if (n_idle_states > 0)
+	{
+		st = idle_states[--n_idle_states];
+		MemoryContextSetParent(st->cxt, CurrentMemoryContext);
+		return st;
+	}
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "encrypted_btree scan",
+								ALLOCSET_SMALL_SIZES);
+	st = MemoryContextAlloc(cxt, sizeof(EbScan));
+	st->cxt = cxt;
+	st->keycxt = AllocSetContextCreate(cxt, "encrypted_btree scan keys",
+									   ALLOCSET_SMALL_SIZES);
+	st->tupcxt = AllocSetContextCreate(cxt, "encrypted_btree entries",
+									   ALLOCSET_SMALL_SIZES);
+	st->workspace = MemoryContextAlloc(cxt, BLCKSZ * 2);
+	return st;
+}
+
+/* Keep an ended scan's state for the next scan, or free it. */
+static void
+leave_state(EbScan *st)
+{
+	if (st->plaindesc != NULL)
+		FreeTupleDesc(st->plaindesc);
+	if (n_idle_states == IDLE_STATES_MAX)
+	{
+		MemoryContextDelete(st->cxt);
+		return;
+	}
+	MemoryContextReset(st->keycxt);
+	MemoryContextReset(st->tupcxt);
+	MemoryContextSetParent(st->cxt, TopMemoryContext);
+	idle_states[n_idle_states++] = st;
+}
+
 static IndexScanDesc
 eb_beginscan(Relation index, int nkeys, int norderbys)
 {
 	IndexScanDesc scan = btree_routine()->ambeginscan(index, nkeys, norderbys);
-	EbScan	   *st = palloc(sizeof(EbScan));
+	BTScanOpaque so = (BTScanOpaque) scan->opaque;
+	EbScan	   *st = take_state();
 
 	st->scan = scan;
-	st->keycxt = AllocSetContextCreate(CurrentMemoryContext, "encrypted_btree scan keys",
-									   ALLOCSET_SMALL_SIZES);
-	st->tupcxt = AllocSetContextCreate(CurrentMemoryContext, "encrypted_btree entries",
-									   ALLOCSET_SMALL_SIZES);
 	st->rescanned = false;
 	st->want_itup = false;
 	st->n_own_keys = 0;
 	st->plaindesc = NULL;
+	/* btree allocates its workspace at the first rescan unless it has one */
+	so->currTuples = st->workspace;
+	so->markTuples = st->workspace + BLCKSZ;
 	remember_scan(st);
 	return scan;
 }
@@ -321,8 +379,24 @@ seal_scan_key(ScanKey key, Relation index, Oid sealed_type, MemoryContext cxt)
 		key->sk_argument = sealed_key_probe_array(argtype, key->sk_argument, sealed_type);
 	else
 		key->sk_argument = sealed_key_probe(argtype, key->sk_argument);
-	key->sk_subtype = sealed_type;
 	sealed_key_wrap_operator(&key->sk_func, cxt);
+
+	/*
+	 * The subtype says which comparison btree takes.  A key of the column's
+	 * own type says none (the column's), which btree has at hand (a lookup
+	 * in the relation cache): the column's support function is the sealed
+	 * comparison too.  btree compares such keys with one another with the
+	 * operator of one of them, wrapped, on the opened values, which are of
+	 * the types it expects.  Other keys, and arrays (btree sorts their
+	 * elements and picks extremes with the family's members for the
+	 * subtype), say sealed_key: the sealed comparison and operators, which
+	 * open both sides whatever their types.
+	 */
+	if (argtype == index->rd_opcintype[key->sk_attno - 1] &&
+		!(key->sk_flags & SK_SEARCHARRAY))
+		key->sk_subtype = InvalidOid;
+	else
+		key->sk_subtype = sealed_type;
 }
 
 static void
@@ -341,7 +415,7 @@ eb_rescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys,
 		st->want_itup = scan->xs_want_itup;
 		st->rescanned = true;
 		if (st->want_itup)
-			st->plaindesc = plain_desc(index, GetMemoryChunkContext(st));
+			st->plaindesc = plain_desc(index, st->cxt);
 	}
 	/* every entry returned is checked, which needs its stored keys */
 	scan->xs_want_itup = true;
@@ -471,12 +545,13 @@ static void
 eb_endscan(IndexScanDesc scan)
 {
 	EbScan	   *st = scan_state(scan);
+	BTScanOpaque so = (BTScanOpaque) scan->opaque;
 
-	MemoryContextDelete(st->keycxt);
-	MemoryContextDelete(st->tupcxt);
+	/* the workspace is the state's: btree's endscan would free it */
+	so->currTuples = so->markTuples = NULL;
 	forget_scan(scan);
-	pfree(st);
 	btree_routine()->amendscan(scan);
+	leave_state(st);
 }
 
 /* Key columns can be returned: the scan opens them. */

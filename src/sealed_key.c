@@ -72,12 +72,19 @@ PG_FUNCTION_INFO_V1(bsoncrypt_sealed_key_gt);
 #define SEALED_COMPRESS_MIN		TOAST_INDEX_TARGET
 
 /*
- * Where a probe keeps its type and its value image, from the start of its
- * data: with the 4-byte header probes are made with, the image is 8-aligned.
+ * Where a probe keeps its flags, its type and its value image, from the
+ * start of its data: with the 4-byte header probes are made with, the
+ * image is 8-aligned.  A probe of a byval type holds the Datum itself
+ * (PROBE_DATUM), which opens without its type's length, and the type's
+ * code if it is a block type (block_value_len), which opens it without a
+ * lookup (open_quick).
  */
+#define PROBE_FLAGS				1
+#define PROBE_CODE				2
 #define PROBE_TYPE				4
 #define PROBE_IMAGE				12
 #define PROBE_HEADER			(VARHDRSZ + PROBE_IMAGE)
+#define PROBE_DATUM				0x01
 
 int			sealed_cache_kb = 4096;
 bool		sealed_block_keys = true;
@@ -515,11 +522,34 @@ get_u32(const uint8 *p)
 #define BLOCK_CHECK			15
 #define BLOCK_MAX_OFFSET	0x07FF	/* MaxOffsetNumber for 8 kB pages, less one */
 
+/*
+ * The length of the values of each type code that can be a block (0: none
+ * can): the byval built-ins, whose lengths are fixed.  Opening a block
+ * needs no catalog lookup.
+ */
+#if FLOAT8PASSBYVAL
+#define BYVAL_8		8
+#else
+#define BYVAL_8		0			/* 8-byte types are passed by reference */
+#endif
+static const uint8 block_value_len[lengthof(type_codes)] = {
+	[1] = sizeof(int16),		/* int2 */
+	[2] = sizeof(int32),		/* int4 */
+	[3] = BYVAL_8,				/* int8 */
+	[9] = BYVAL_8,				/* timestamptz */
+	[10] = BYVAL_8,				/* timestamp */
+	[11] = sizeof(int32),		/* date */
+	[13] = sizeof(float4),		/* float4 */
+	[14] = BYVAL_8,				/* float8 */
+	[15] = sizeof(Oid),			/* oid */
+	[16] = sizeof(bool),		/* bool */
+	[18] = BYVAL_8,				/* time */
+};
+
 static inline bool
-fits_block(const TypeFacts *facts, uint8 code, ItemPointer tid)
+fits_block(uint8 code, ItemPointer tid)
 {
-	return sealed_block_keys && code != 0 && facts->typbyval &&
-		facts->typlen <= BLOCK_VALUE_MAX &&
+	return sealed_block_keys && block_value_len[code] != 0 &&
 		ItemPointerGetOffsetNumberNoCheck(tid) <= BLOCK_MAX_OFFSET;
 }
 
@@ -533,6 +563,8 @@ seal_block(Relation index, const TypeFacts *facts, uint8 code, Datum value,
 	uint8		block[BLOCK_SIZE] pg_attribute_aligned(8) = {0};
 	OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(tid);
 
+	if (facts->typlen != block_value_len[code] || !facts->typbyval)
+		elog(ERROR, "type %u is not of the length its code says", facts->typid);
 	store_att_byval(block, value, facts->typlen);
 	put_u32(block + BLOCK_TID, ItemPointerGetBlockNumberNoCheck(tid));
 	block[BLOCK_TID + 4] = (uint8) (offset >> 8);
@@ -546,40 +578,57 @@ seal_block(Relation index, const TypeFacts *facts, uint8 code, Datum value,
 	return result;
 }
 
+/* Are the block's bytes past a value of len bytes zero? */
+static pg_attribute_always_inline bool
+block_padding_is_zero(const uint8 *block, int len)
+{
+	uint64		word;
+
+	if (len == BLOCK_VALUE_MAX)
+		return true;
+	memcpy(&word, block, sizeof(word));
+#ifdef WORDS_BIGENDIAN
+	return (word << (8 * len)) == 0;
+#else
+	return (word >> (8 * len)) == 0;
+#endif
+}
+
+/*
+ * Decipher the block of a stored block key (payload p, SEALED_BLOCK_LEN
+ * bytes) and check its redundancy: the type code of a block type, the
+ * offset's range, the padding, the format byte.  Returns the type code.
+ */
+static pg_attribute_always_inline uint8
+decipher_block(const uint8 *p, uint8 *block)
+{
+	int32		key_id = (int32) get_u32(p + 1);
+	uint8		code;
+
+	if (unlikely(!tde_decipher_block_by_id(key_id, p + 5, block)))
+		report_corrupt_key(psprintf("relation key %d does not exist", key_id));
+	code = block[BLOCK_TYPE];
+	if (unlikely(block[BLOCK_CHECK] != SEALED_FORMAT_BLOCK ||
+				 block[BLOCK_TID + 4] > (BLOCK_MAX_OFFSET >> 8) ||
+				 code >= lengthof(type_codes) || block_value_len[code] == 0 ||
+				 !block_padding_is_zero(block, block_value_len[code])))
+		report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
+	return code;
+}
+
 /* Decipher a stored block key (payload p, SEALED_BLOCK_LEN bytes) into out. */
 static pg_attribute_always_inline void
 open_block(const uint8 *p, SealedValue *out)
 {
-	int32		key_id = (int32) get_u32(p + 1);
-	TdeKey	   *key = tde_key_by_id(key_id);
 	uint8		block[BLOCK_SIZE] pg_attribute_aligned(8);
-	uint8		code;
-	OffsetNumber offset;
-	const TypeFacts *facts = NULL;
+	uint8		code = decipher_block(p, block);
 
-	if (unlikely(key == NULL))
-		report_corrupt_key(psprintf("relation key %d does not exist", key_id));
-	tde_decipher_block(key, p + 5, block);
-	code = block[BLOCK_TYPE];
-	offset = (OffsetNumber) ((block[BLOCK_TID + 4] << 8) | block[BLOCK_TID + 5]);
-	if (likely(block[BLOCK_CHECK] == SEALED_FORMAT_BLOCK && offset <= BLOCK_MAX_OFFSET &&
-			   code != 0 && code < lengthof(type_codes)))
-	{
-		facts = type_facts_of(type_codes[code]);
-		if (!facts->typbyval || facts->typlen > BLOCK_VALUE_MAX)
-			facts = NULL;
-		else
-			for (int i = facts->typlen; i < BLOCK_VALUE_MAX; i++)
-				if (block[i] != 0)
-					facts = NULL;
-	}
-	if (unlikely(facts == NULL))
-		report_corrupt_key(psprintf("authentication with relation key %d failed", key_id));
 	out->stored = true;
-	out->key_id = key_id;
+	out->key_id = (int32) get_u32(p + 1);
 	out->typid = type_codes[code];
-	ItemPointerSet(&out->tid, get_u32(block + BLOCK_TID), offset);
-	out->value = fetch_att(block, true, facts->typlen);
+	ItemPointerSet(&out->tid, get_u32(block + BLOCK_TID),
+				   (OffsetNumber) ((block[BLOCK_TID + 4] << 8) | block[BLOCK_TID + 5]));
+	out->value = fetch_att(block, true, block_value_len[code]);
 }
 
 /*
@@ -659,7 +708,7 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 	uint8	   *p;
 	uint8	   *t;
 
-	if (fits_block(facts, code, tid))
+	if (fits_block(code, tid))
 		return seal_block(index, facts, code, value, tid);
 	compressed = plaintext_bytes(facts, value, &data, &len);
 	total = VARHDRSZ + aadlen + SEALED_NONCE_LEN + len + SEALED_TAG_LEN;
@@ -803,6 +852,15 @@ open_probe(const uint8 *p, Size len, SealedValue *out)
 	out->stored = false;
 	out->key_id = 0;
 	ItemPointerSetInvalid(&out->tid);
+	if (p[PROBE_FLAGS] == PROBE_DATUM)
+	{
+		if (!facts->typbyval || image_len != sizeof(Datum))
+			report_corrupt_key("the probe has an invalid length");
+		memcpy(&out->value, image, sizeof(Datum));
+		return;
+	}
+	if (facts->typbyval)
+		report_corrupt_key("the probe has an invalid length");
 	/* a probe packed into an index tuple or an array may be unaligned */
 	if (unlikely((uintptr_t) image != MAXALIGN((uintptr_t) image)))
 	{
@@ -816,6 +874,50 @@ open_probe(const uint8 *p, Size len, SealedValue *out)
 								 VARSIZE(image) != image_len)))
 		report_corrupt_key("the probe has an invalid length");
 	out->value = image_datum(facts, (void *) image);
+}
+
+/*
+ * Open a block key or a probe of a byval type, the keys of most lookups,
+ * into out's type and value only (what comparisons use), without memory
+ * or lookups; false for others (open_sealed opens them).
+ */
+static pg_attribute_always_inline bool
+open_quick(Datum datum, SealedValue *out)
+{
+	const uint8 *v = (const uint8 *) DatumGetPointer(datum);
+	const uint8 *p;
+	Size		len;
+
+	if (VARATT_IS_1B(v) && !VARATT_IS_1B_E(v))
+	{
+		p = v + VARHDRSZ_SHORT;
+		len = VARSIZE_1B(v) - VARHDRSZ_SHORT;
+	}
+	else if (VARATT_IS_4B_U(v))
+	{
+		p = v + VARHDRSZ;
+		len = VARSIZE_4B(v) - VARHDRSZ;
+	}
+	else
+		return false;
+	if (len == SEALED_BLOCK_LEN && p[0] == SEALED_FORMAT_BLOCK)
+	{
+		uint8		block[BLOCK_SIZE] pg_attribute_aligned(8);
+		uint8		code = decipher_block(p, block);
+
+		out->typid = type_codes[code];
+		out->value = fetch_att(block, true, block_value_len[code]);
+		return true;
+	}
+	if (len == PROBE_IMAGE + sizeof(Datum) && p[0] == SEALED_FORMAT_PROBE &&
+		p[PROBE_FLAGS] == PROBE_DATUM && p[PROBE_CODE] != 0 &&
+		p[PROBE_CODE] < lengthof(type_codes) && block_value_len[p[PROBE_CODE]] != 0)
+	{
+		out->typid = type_codes[p[PROBE_CODE]];
+		memcpy(&out->value, p + PROBE_IMAGE, sizeof(Datum));
+		return true;
+	}
+	return false;
 }
 
 /*
@@ -862,6 +964,7 @@ sealed_key_probe(Oid typid, Datum value)
 	const TypeFacts *facts = type_facts_of(typid);
 	Size		len;
 	char	   *probe;
+	uint8		code;
 
 	if (facts->typlen == -1)
 	{
@@ -871,14 +974,20 @@ sealed_key_probe(Oid typid, Datum value)
 		probe = palloc0(PROBE_HEADER + len);
 		memcpy(probe + PROBE_HEADER, v, len);
 	}
+	else if (facts->typbyval)
+	{
+		len = sizeof(Datum);
+		probe = palloc0(PROBE_HEADER + len);
+		memcpy(probe + PROBE_HEADER, &value, sizeof(Datum));
+		probe[VARHDRSZ + PROBE_FLAGS] = PROBE_DATUM;
+		code = type_code(typid);
+		probe[VARHDRSZ + PROBE_CODE] = block_value_len[code] != 0 ? code : 0;
+	}
 	else
 	{
 		len = facts->typlen;
 		probe = palloc0(PROBE_HEADER + len);
-		if (facts->typbyval)
-			store_att_byval(probe + PROBE_HEADER, value, facts->typlen);
-		else
-			memcpy(probe + PROBE_HEADER, DatumGetPointer(value), len);
+		memcpy(probe + PROBE_HEADER, DatumGetPointer(value), len);
 	}
 	SET_VARSIZE(probe, PROBE_HEADER + len);
 	probe[VARHDRSZ] = (char) SEALED_FORMAT_PROBE;
@@ -917,29 +1026,41 @@ sealed_key_probe_array(Oid elemtype, Datum array, Oid sealed_type)
  * that saves a function call at each of the twenty comparisons of a
  * lookup.  Others call the comparison of their types' btree family.
  */
+static pg_attribute_always_inline bool
+compare_integer_like(const SealedValue *a, const SealedValue *b, int *result)
+{
+	if (a->typid != b->typid)
+		return false;
+	switch (a->typid)
+	{
+		case INT2OID:
+			*result = COMPARE_INTEGERS(DatumGetInt16(a->value), DatumGetInt16(b->value));
+			return true;
+		case INT4OID:
+		case DATEOID:
+			*result = COMPARE_INTEGERS(DatumGetInt32(a->value), DatumGetInt32(b->value));
+			return true;
+		case INT8OID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case TIMEOID:
+			*result = COMPARE_INTEGERS(DatumGetInt64(a->value), DatumGetInt64(b->value));
+			return true;
+		case OIDOID:
+			*result = COMPARE_INTEGERS(DatumGetObjectId(a->value), DatumGetObjectId(b->value));
+			return true;
+		default:
+			return false;
+	}
+}
+
 static pg_attribute_always_inline int
 compare_opened(const SealedValue *a, const SealedValue *b, Oid collation)
 {
-	if (a->typid == b->typid)
-	{
-		switch (a->typid)
-		{
-			case INT2OID:
-				return COMPARE_INTEGERS(DatumGetInt16(a->value), DatumGetInt16(b->value));
-			case INT4OID:
-			case DATEOID:
-				return COMPARE_INTEGERS(DatumGetInt32(a->value), DatumGetInt32(b->value));
-			case INT8OID:
-			case TIMESTAMPOID:
-			case TIMESTAMPTZOID:
-			case TIMEOID:
-				return COMPARE_INTEGERS(DatumGetInt64(a->value), DatumGetInt64(b->value));
-			case OIDOID:
-				return COMPARE_INTEGERS(DatumGetObjectId(a->value), DatumGetObjectId(b->value));
-			default:
-				break;
-		}
-	}
+	int			result;
+
+	if (compare_integer_like(a, b, &result))
+		return result;
 	return DatumGetInt32(FunctionCall2Coll(cmp_proc_of(a->typid, b->typid),
 										   collation, a->value, b->value));
 }
@@ -972,17 +1093,43 @@ enter_scratch(void)
 	return MemoryContextSwitchTo(scratch);
 }
 
+/*
+ * Open the two sealed-key arguments of fcinfo: quickly if they are short
+ * (then *old is NULL), else in the scratch context (*old is the context to
+ * return to).
+ */
+static pg_attribute_always_inline void
+open_args(FunctionCallInfo fcinfo, SealedValue *a, SealedValue *b, MemoryContext *old)
+{
+	bool		quick_a = open_quick(PG_GETARG_DATUM(0), a);
+
+	if (likely(quick_a && open_quick(PG_GETARG_DATUM(1), b)))
+	{
+		*old = NULL;
+		return;
+	}
+	*old = enter_scratch();
+	if (!quick_a)
+		open_sealed(PG_GETARG_DATUM(0), a);
+	open_sealed(PG_GETARG_DATUM(1), b);
+}
+
 /* compare the two sealed-key arguments of fcinfo */
-static int
+static pg_attribute_always_inline int
 compare_args(FunctionCallInfo fcinfo)
 {
-	MemoryContext old = enter_scratch();
 	SealedValue a,
 				b;
+	MemoryContext old;
 	int			result;
 
-	open_sealed(PG_GETARG_DATUM(0), &a);
-	open_sealed(PG_GETARG_DATUM(1), &b);
+	open_args(fcinfo, &a, &b, &old);
+	if (old == NULL)
+	{
+		if (compare_integer_like(&a, &b, &result))
+			return result;
+		old = enter_scratch();	/* a comparison function may allocate */
+	}
 	result = compare_opened(&a, &b, PG_GET_COLLATION());
 	MemoryContextSwitchTo(old);
 	return result;
@@ -1033,13 +1180,14 @@ static Datum
 wrapped_operator(PG_FUNCTION_ARGS)
 {
 	FmgrInfo   *orig = (FmgrInfo *) fcinfo->flinfo->fn_extra;
-	MemoryContext old = enter_scratch();
 	SealedValue a,
 				b;
+	MemoryContext old;
 	Datum		result;
 
-	open_sealed(PG_GETARG_DATUM(0), &a);
-	open_sealed(PG_GETARG_DATUM(1), &b);
+	open_args(fcinfo, &a, &b, &old);
+	if (old == NULL)
+		old = enter_scratch();	/* the operator may allocate */
 	result = FunctionCall2Coll(orig, PG_GET_COLLATION(), a.value, b.value);
 	MemoryContextSwitchTo(old);
 	return result;

@@ -112,7 +112,7 @@ extern bool tde_open(TdeKey *key, const uint8 *aad, int aadlen,
 					 const uint8 *nonce, const uint8 *ciphertext, Size len,
 					 const uint8 *tag, uint8 *out);
 extern void tde_encipher_block(TdeKey *key, const uint8 *in, uint8 *out);
-extern void tde_decipher_block(TdeKey *key, const uint8 *in, uint8 *out);
+extern bool tde_decipher_block_by_id(int32 key_id, const uint8 *in, uint8 *out);
 
 /* tde_key_uses.c */
 extern void tde_key_uses_init(void);

@@ -1099,18 +1099,32 @@ look_up_key_by_id(int32 key_id)
 	}
 }
 
+/*
+ * The last two keys found by id: an encrypted_btree lookup asks for its
+ * index's key some twenty times, with its table's key asked for in
+ * between.  Entries of keys_by_id stay where they are until
+ * flush_all_keys, which moves keys_epoch.
+ */
+static int32 last_id[2] = {0, 0};
+static TdeKey *last_key[2] = {NULL, NULL};
+static uint64 last_epoch = 0;
+
+static pg_attribute_always_inline TdeKey *
+recent_key_by_id(int32 key_id)
+{
+	if (likely(last_epoch == keys_epoch))
+	{
+		if (key_id == last_id[0] && last_key[0] != NULL)
+			return last_key[0];
+		if (key_id == last_id[1] && last_key[1] != NULL)
+			return last_key[1];
+	}
+	return NULL;
+}
+
 TdeKey *
 tde_key_by_id(int32 key_id)
 {
-	/*
-	 * The last two keys found: an encrypted_btree lookup asks for its
-	 * index's key some ten times, with its table's key asked for in
-	 * between.  Entries of keys_by_id stay where they are until
-	 * flush_all_keys, which moves keys_epoch.
-	 */
-	static int32 last_id[2] = {0, 0};
-	static TdeKey *last_key[2] = {NULL, NULL};
-	static uint64 last_epoch = 0;
 	TdeKey	   *key;
 
 	if (key_id < 0)
@@ -1118,16 +1132,15 @@ tde_key_by_id(int32 key_id)
 		init_session_caches();
 		return hash_search(session_keys, &key_id, HASH_FIND, NULL);
 	}
+	key = recent_key_by_id(key_id);
+	if (key != NULL)
+		return key;
 	if (last_epoch != keys_epoch)
 	{
 		last_key[0] = last_key[1] = NULL;
 		last_id[0] = last_id[1] = 0;
 		last_epoch = keys_epoch;
 	}
-	if (key_id == last_id[0] && last_key[0] != NULL)
-		return last_key[0];
-	if (key_id == last_id[1] && last_key[1] != NULL)
-		return last_key[1];
 	key = look_up_key_by_id(key_id);
 	if (key != NULL && last_epoch == keys_epoch)
 	{
@@ -1338,11 +1351,24 @@ tde_encipher_block(TdeKey *key, const uint8 *in, uint8 *out)
 		report_block_failure("encryption", key);
 }
 
-void
-tde_decipher_block(TdeKey *key, const uint8 *in, uint8 *out)
+/*
+ * The inverse, under the key named by key_id (a stored block names its
+ * key): false if there is no such key.
+ */
+bool
+tde_decipher_block_by_id(int32 key_id, const uint8 *in, uint8 *out)
 {
+	TdeKey	   *key = recent_key_by_id(key_id);
+
+	if (unlikely(key == NULL))
+	{
+		key = tde_key_by_id(key_id);
+		if (key == NULL)
+			return false;
+	}
 	if (gcm_key_decipher_block(key->gcm, in, out) != 1)
 		report_block_failure("decryption", key);
+	return true;
 }
 
 /*
