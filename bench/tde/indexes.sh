@@ -11,7 +11,11 @@
 #      CHECKPOINT; best of RUNS, T seconds each, CLIENTS clients.  Prints
 #      TPS, the ratio enc_all / heap (the target: >= 0.85 TPC-B, >= 0.90
 #      select-only) and enc_all / enc_heap (the indexes' own cost).
-#   2. CREATE INDEX on NROWS rows of an encrypted_heap table (an int key
+#   2. The same workloads side by side, SIDE_RUNS times: heap and enc_all
+#      at the same time, half the clients each, so that both meet the same
+#      load from other jobs on the machine; the median ratio, and that of
+#      a control (heap and heap at the same time, which should be 1).
+#   3. CREATE INDEX on NROWS rows of an encrypted_heap table (an int key
 #      and a text key), btree against encrypted_btree, best of BUILD_RUNS.
 #
 # Builds nothing: bsoncrypt must be installed in PG_BINDIR's PostgreSQL.
@@ -21,7 +25,7 @@
 # SHARED_BUFFERS (e.g. 1GB) restarts the cluster with that setting, so that
 # every database stays in memory and the ratios show CPU cost only.
 #
-#   bench/tde/indexes.sh    # PG_BINDIR PORT DIR SCALE RUNS T CLIENTS MODES NROWS BUILD_RUNS SHARED_BUFFERS may be set
+#   bench/tde/indexes.sh    # PG_BINDIR PORT DIR SCALE RUNS T CLIENTS MODES NROWS BUILD_RUNS SIDE_RUNS SHARED_BUFFERS may be set
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -34,6 +38,7 @@ clients=${CLIENTS:-4}
 modes=${MODES:-select tpcb}
 nrows=${NROWS:-1000000}
 build_runs=${BUILD_RUNS:-2}
+side_runs=${SIDE_RUNS:-5}
 out=${OUT:-$top/bench/out/tde_indexes.txt}
 
 . "$top/bench/tde/common.sh"
@@ -71,6 +76,37 @@ for mode in $modes; do
 		done
 		pairs_heap[$mode]="${pairs_heap[$mode]:-} $(awk -v e="${last[enc_all]}" -v h="${last[heap]}" 'BEGIN { print e / h }')"
 		pairs_enc[$mode]="${pairs_enc[$mode]:-} $(awk -v e="${last[enc_all]}" -v h="${last[enc_heap]}" 'BEGIN { print e / h }')"
+	done
+done
+
+# Side by side: heap and enc_all at the same time, half the clients each,
+# so that both meet the same load from the machine's other jobs (which
+# moves single runs by tens of percent on a shared machine); and, as a
+# control of the method, two runs on heap at the same time.
+half=$(((clients + 1) / 2))
+side_tps() {
+	pgbench -n -T "$secs" -c "$half" -j 1 "$@" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+}
+declare -A side side_control
+for mode in $modes; do
+	args=()
+	[ "$mode" = select ] && args=(-S)
+	for r in $(seq "$side_runs"); do
+		for pair in "heap enc_all" "heap heap"; do
+			read -r a b <<<"$pair"
+			psql -d postgres -c CHECKPOINT
+			side_tps "${args[@]}" "bench_$a" >"$dir/side_a" &
+			tb=$(side_tps "${args[@]}" "bench_$b")
+			wait
+			ta=$(cat "$dir/side_a")
+			ratio=$(awk -v a="$ta" -v b="$tb" 'BEGIN { print b / a }')
+			echo "  side by side $mode run $r: $a $ta tps, $b $tb tps, ratio $ratio" >&2
+			if [ "$b" = enc_all ]; then
+				side[$mode]="${side[$mode]:-} $ratio"
+			else
+				side_control[$mode]="${side_control[$mode]:-} $ratio"
+			fi
+		done
 	done
 done
 
@@ -117,6 +153,16 @@ mkdir -p "$(dirname "$out")"
 			"$(awk -v a="$ea" -v b="$h" 'BEGIN { print a / b }')" "$(printf '%.3f (%.3f-%.3f)' "$med" "$q1" "$q3")" \
 			"$(awk -v a="$ea" -v b="$eh" 'BEGIN { print a / b }')"
 	done
+	if [ "$side_runs" -gt 0 ]; then
+		echo "side by side, $side_runs runs: heap and enc_all at once, $half clients each (control: heap and heap)"
+		printf '%-14s %28s %28s\n' workload "enc_all/heap median (q1-q3)" "control median (q1-q3)"
+		for mode in $modes; do
+			read -r med q1 q3 < <(quartiles ${side[$mode]})
+			read -r cmed cq1 cq3 < <(quartiles ${side_control[$mode]})
+			printf '%-14s %28s %28s\n' "$mode" "$(printf '%.3f (%.3f-%.3f)' "$med" "$q1" "$q3")" \
+				"$(printf '%.3f (%.3f-%.3f)' "$cmed" "$cq1" "$cq3")"
+		done
+	fi
 	if [ "$nrows" -gt 0 ]; then
 		echo "CREATE INDEX on $nrows rows of an encrypted_heap table (maintenance_work_mem 256MB), best of $build_runs"
 		printf '%-14s %10s %10s %8s %14s\n' key btree encrypted "ratio" "size MB b/e"
