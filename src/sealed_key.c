@@ -488,6 +488,23 @@ get_u32(const uint8 *p)
 	return ((uint32) p[0] << 24) | ((uint32) p[1] << 16) | ((uint32) p[2] << 8) | p[3];
 }
 
+/* A heap TID in 6 bytes (block, offset; big endian), as both formats hold it. */
+static void
+put_tid(uint8 *p, ItemPointer tid)
+{
+	OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(tid);
+
+	put_u32(p, ItemPointerGetBlockNumberNoCheck(tid));
+	p[4] = (uint8) (offset >> 8);
+	p[5] = (uint8) offset;
+}
+
+static void
+get_tid(const uint8 *p, ItemPointer tid)
+{
+	ItemPointerSet(tid, get_u32(p), (OffsetNumber) ((p[4] << 8) | p[5]));
+}
+
 /* ------------------------------------------------------------------------
  * Short keys as single AES-256 blocks (format 0xE9, tde_index.h)
  *
@@ -561,14 +578,11 @@ seal_block(Relation index, const TypeFacts *facts, uint8 code, Datum value,
 	struct varlena *result = palloc(VARHDRSZ + SEALED_BLOCK_LEN);
 	uint8	   *p = (uint8 *) VARDATA(result);
 	uint8		block[BLOCK_SIZE] pg_attribute_aligned(8) = {0};
-	OffsetNumber offset = ItemPointerGetOffsetNumberNoCheck(tid);
 
 	if (facts->typlen != block_value_len[code] || !facts->typbyval)
 		elog(ERROR, "type %u is not of the length its code says", facts->typid);
 	store_att_byval(block, value, facts->typlen);
-	put_u32(block + BLOCK_TID, ItemPointerGetBlockNumberNoCheck(tid));
-	block[BLOCK_TID + 4] = (uint8) (offset >> 8);
-	block[BLOCK_TID + 5] = (uint8) offset;
+	put_tid(block + BLOCK_TID, tid);
 	block[BLOCK_TYPE] = code;
 	block[BLOCK_CHECK] = SEALED_FORMAT_BLOCK;
 	SET_VARSIZE(result, VARHDRSZ + SEALED_BLOCK_LEN);
@@ -626,8 +640,7 @@ open_block(const uint8 *p, SealedValue *out)
 	out->stored = true;
 	out->key_id = (int32) get_u32(p + 1);
 	out->typid = type_codes[code];
-	ItemPointerSet(&out->tid, get_u32(block + BLOCK_TID),
-				   (OffsetNumber) ((block[BLOCK_TID + 4] << 8) | block[BLOCK_TID + 5]));
+	get_tid(block + BLOCK_TID, &out->tid);
 	out->value = fetch_att(block, true, block_value_len[code]);
 }
 
@@ -730,9 +743,7 @@ sealed_key_seal(Relation index, Oid typid, Datum value, ItemPointer tid)
 		put_u32(t, typid);
 		t += 4;
 	}
-	put_u32(t, ItemPointerGetBlockNumberNoCheck(tid));
-	t[4] = (uint8) (ItemPointerGetOffsetNumberNoCheck(tid) >> 8);
-	t[5] = (uint8) ItemPointerGetOffsetNumberNoCheck(tid);
+	put_tid(t, tid);
 	Assert(t + 6 == p + aadlen);
 	tde_seal(key, p, aadlen, data, len, p + aadlen, p + aadlen + SEALED_NONCE_LEN,
 			 p + aadlen + SEALED_NONCE_LEN + len);
@@ -787,7 +798,7 @@ open_stored(const uint8 *p, Size len, SealedValue *out)
 		out->typid = get_u32(t);
 		t += 4;
 	}
-	ItemPointerSet(&out->tid, get_u32(t), (OffsetNumber) ((t[4] << 8) | t[5]));
+	get_tid(t, &out->tid);
 	facts = type_facts_of(out->typid);
 
 	slot = cache_lookup(p, len);
@@ -1054,13 +1065,10 @@ compare_integer_like(const SealedValue *a, const SealedValue *b, int *result)
 	}
 }
 
-static pg_attribute_always_inline int
-compare_opened(const SealedValue *a, const SealedValue *b, Oid collation)
+/* ... and of any two: the btree comparison function of their types */
+static int
+compare_by_function(const SealedValue *a, const SealedValue *b, Oid collation)
 {
-	int			result;
-
-	if (compare_integer_like(a, b, &result))
-		return result;
 	return DatumGetInt32(FunctionCall2Coll(cmp_proc_of(a->typid, b->typid),
 										   collation, a->value, b->value));
 }
@@ -1068,7 +1076,11 @@ compare_opened(const SealedValue *a, const SealedValue *b, Oid collation)
 int
 sealed_key_compare(const SealedValue *a, const SealedValue *b, Oid collation)
 {
-	return compare_opened(a, b, collation);
+	int			result;
+
+	if (compare_integer_like(a, b, &result))
+		return result;
+	return compare_by_function(a, b, collation);
 }
 
 /* ------------------------------------------------------------------------
@@ -1124,14 +1136,14 @@ compare_args(FunctionCallInfo fcinfo)
 	int			result;
 
 	open_args(fcinfo, &a, &b, &old);
-	if (old == NULL)
+	if (!compare_integer_like(&a, &b, &result))
 	{
-		if (compare_integer_like(&a, &b, &result))
-			return result;
-		old = enter_scratch();	/* a comparison function may allocate */
+		if (old == NULL)
+			old = enter_scratch();	/* a comparison function may allocate */
+		result = compare_by_function(&a, &b, PG_GET_COLLATION());
 	}
-	result = compare_opened(&a, &b, PG_GET_COLLATION());
-	MemoryContextSwitchTo(old);
+	if (old != NULL)
+		MemoryContextSwitchTo(old);
 	return result;
 }
 

@@ -2,7 +2,7 @@
 # indexes.sh, key_uses.sh): a throwaway cluster made by scripts/cluster.sh
 # (as the postgres OS user when run as root), and psql, pgbench and tps
 # helpers against it.  The sourcing script sets top, dir and port (and secs,
-# clients for tps) first.
+# clients for tps; threads, pgbench's -j, is 2 unless set) first.
 #
 #   PG_BINDIR       the PostgreSQL to run (default: Debian's 15)
 #   SHARED_BUFFERS  (e.g. 1GB) restart the cluster with that setting, so that
@@ -39,6 +39,6 @@ bench_cluster_start() {
 # pgbench arguments after it)
 tps() {
 	local db=$1; shift
-	pgbench -n -T "$secs" -c "$clients" -j 2 "$@" "$db" 2>/dev/null |
+	pgbench -n -T "$secs" -c "$clients" -j "${threads:-2}" "$@" "$db" 2>/dev/null |
 		sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
 }

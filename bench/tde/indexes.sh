@@ -85,7 +85,7 @@ done
 # control of the method, two runs on heap at the same time.
 half=$(((clients + 1) / 2))
 side_tps() {
-	pgbench -n -T "$secs" -c "$half" -j 1 "$@" 2>/dev/null | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
+	clients=$half threads=1 tps "$@"
 }
 declare -A side side_control
 for mode in $modes; do
@@ -97,8 +97,8 @@ for mode in $modes; do
 			read -r a b <<<"$pair"
 			[ $((r % 2)) = 0 ] && read -r b a <<<"$pair"
 			psql -d postgres -c CHECKPOINT
-			side_tps "${args[@]}" "bench_$a" >"$dir/side_a" &
-			tb=$(side_tps "${args[@]}" "bench_$b")
+			side_tps "bench_$a" "${args[@]}" >"$dir/side_a" &
+			tb=$(side_tps "bench_$b" "${args[@]}")
 			wait
 			ta=$(cat "$dir/side_a")
 			echo "  side by side $mode run $r: $a $ta tps (started first), $b $tb tps" >&2
